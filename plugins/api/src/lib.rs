@@ -1,0 +1,179 @@
+//! The plugin API of discoveryd.
+//!
+//! A responder plugin is a crate that depends on this one, and never on the
+//! daemon itself. It implements [`Responder`] and exposes a
+//! `register(&mut Registry)` function that the `discoveryd` binary calls
+//! behind a cargo feature.
+//!
+//! The receive loop calls [`Responder::respond`] for every datagram, in
+//! `[[responders]]` order, until one answers or drops. It must not block,
+//! and it should not allocate: write the reply into the buffer you are given,
+//! whose capacity is kept from one datagram to the next.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::de::DeserializeOwned;
+
+/// One received datagram, as a responder sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The datagram's payload, exactly as received (never truncated).
+    pub payload: &'a [u8],
+    /// The address and port the datagram came from.
+    pub peer: SocketAddr,
+    /// The local address and port the datagram arrived on.
+    pub local: SocketAddr,
+    /// The address to advertise: `advertise_ip` when configured, otherwise
+    /// the local address the datagram arrived on.
+    pub advertised_ip: IpAddr,
+}
+
+/// What a responder decided about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send the bytes written to the reply buffer back to the peer.
+    Reply,
+    /// Not mine: let the next responder in the chain look at it.
+    Pass,
+    /// Answer nothing, and stop the chain here.
+    Drop,
+}
+
+/// A link of the responder chain.
+pub trait Responder: Send + Sync + 'static {
+    /// Decides about one request. On [`Action::Reply`], `reply` holds the
+    /// answer; it is empty when the call starts.
+    fn respond(&self, request: &Request<'_>, reply: &mut Vec<u8>) -> Action;
+}
+
+/// Settings of the whole daemon that responders may build their answers from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Globals {
+    /// The discovery request payload (`message`).
+    pub message: String,
+    /// The prefix of the classic answer (`response_prefix`).
+    pub response_prefix: String,
+    /// The service port to advertise (`service_port`), if any.
+    pub service_port: Option<u16>,
+}
+
+/// What a plugin factory gets to build one responder: its own config
+/// section, the daemon-wide settings, and the name to log under.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponderContext<'a> {
+    /// The name to log under, such as `responders[1] (json)`.
+    pub name: &'a str,
+    /// This responder's `[[responders]]` table, without its `type` key.
+    pub options: &'a toml::Table,
+    /// The daemon-wide settings.
+    pub globals: &'a Globals,
+}
+
+impl ResponderContext<'_> {
+    /// Deserializes this responder's options into the plugin's own config
+    /// struct (which should use `#[serde(deny_unknown_fields)]`).
+    pub fn options<T: DeserializeOwned>(&self) -> Result<T, BuildError> {
+        toml::Value::Table(self.options.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| BuildError::Options(e.message().to_owned()))
+    }
+}
+
+/// Why a responder could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The options did not deserialize (unknown key, wrong type, ...).
+    #[error("{0}")]
+    Options(String),
+    /// The options deserialized but make no sense.
+    #[error("key `{key}`: {message}")]
+    Invalid {
+        /// The offending key inside the responder's table.
+        key: String,
+        /// What is wrong with it, and the fix.
+        message: String,
+    },
+}
+
+/// Builds a responder from its context.
+pub type Factory = fn(&ResponderContext<'_>) -> Result<Box<dyn Responder>, BuildError>;
+
+/// The responder types a binary knows, by the name used in `type = "..."`.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    factories: BTreeMap<&'static str, Factory>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes `name` available as a `[[responders]]` type. A second
+    /// registration under the same name replaces the first.
+    pub fn register(&mut self, name: &'static str, factory: Factory) {
+        self.factories.insert(name, factory);
+    }
+
+    /// The factory registered under `name`.
+    pub fn get(&self, name: &str) -> Option<Factory> {
+        self.factories.get(name).copied()
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.factories.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+    impl Responder for Echo {
+        fn respond(&self, request: &Request<'_>, reply: &mut Vec<u8>) -> Action {
+            reply.extend_from_slice(request.payload);
+            Action::Reply
+        }
+    }
+
+    #[test]
+    fn registry_lists_sorted_names_and_finds_factories() {
+        let mut registry = Registry::new();
+        registry.register("zeta", |_| Ok(Box::new(Echo)));
+        registry.register("alpha", |_| Ok(Box::new(Echo)));
+        assert_eq!(registry.names().collect::<Vec<_>>(), ["alpha", "zeta"]);
+        assert!(registry.get("alpha").is_some());
+        assert!(registry.get("beta").is_none());
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Opts {
+        #[allow(dead_code)]
+        message: String,
+    }
+
+    #[test]
+    fn options_reject_unknown_keys_by_name() {
+        let mut table = toml::Table::new();
+        table.insert("message".into(), "HI".into());
+        table.insert("bogus".into(), 1.into());
+        let globals = Globals {
+            message: "M".into(),
+            response_prefix: "P".into(),
+            service_port: None,
+        };
+        let ctx = ResponderContext {
+            name: "t",
+            options: &table,
+            globals: &globals,
+        };
+        let err = ctx.options::<Opts>().unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+}

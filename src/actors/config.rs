@@ -1,0 +1,176 @@
+//! The config actor: watches the config file's directory (so editors'
+//! save-by-rename is seen), debounces bursts of events, reloads on SIGHUP
+//! too, and turns each reload into [`ConfigChanged`] or [`ConfigRejected`].
+//!
+//! It validates everything, the responder chain included, before the
+//! supervisor sees a new configuration; it diffs against the configuration
+//! the supervisor last applied.
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, SpawnHandle};
+use arc_swap::ArcSwap;
+use discoveryd_api::Registry;
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use tracing::{debug, info, warn};
+
+use crate::actors::SupervisorActor;
+use crate::config::{Config, ConfigDiff, ConfigSource};
+use crate::messages::{ConfigApplied, ConfigChanged, ConfigRejected};
+use crate::responders::Snapshot;
+
+/// How long the file must be quiet before it is read: editors write in
+/// several steps (truncate, write, rename).
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Reload the configuration now.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Reload {
+    /// What asked for it, for the log.
+    pub trigger: &'static str,
+}
+
+/// Something happened to the config file (sent from the watcher thread).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct FileTouched;
+
+/// Watches and reloads the configuration.
+pub(crate) struct ConfigActor {
+    source: ConfigSource,
+    registry: Arc<Registry>,
+    applied: Arc<Config>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    supervisor: Addr<SupervisorActor>,
+    watcher: Option<RecommendedWatcher>,
+    debounce: Option<SpawnHandle>,
+}
+
+impl ConfigActor {
+    /// A config actor for `source`, whose configuration `applied` serves now.
+    pub(crate) fn new(
+        source: ConfigSource,
+        registry: Arc<Registry>,
+        applied: Arc<Config>,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        supervisor: Addr<SupervisorActor>,
+    ) -> Self {
+        Self {
+            source,
+            registry,
+            applied,
+            snapshot,
+            supervisor,
+            watcher: None,
+            debounce: None,
+        }
+    }
+
+    fn watch(&mut self, ctx: &mut Context<Self>) -> notify::Result<()> {
+        let Some(path) = &self.source.path else {
+            return Ok(());
+        };
+        let path = std::path::absolute(path)?;
+        let name: OsString = path.file_name().map(Into::into).unwrap_or_default();
+        let dir = path
+            .parent()
+            .map(ToOwned::to_owned)
+            .unwrap_or_else(|| ".".into());
+        let me = ctx.address();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    if event
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name() == Some(name.as_os_str()))
+                    {
+                        me.do_send(FileTouched);
+                    }
+                }
+            })?;
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        self.watcher = Some(watcher);
+        Ok(())
+    }
+
+    fn reload(&mut self, trigger: &'static str) {
+        let config = match self.source.load() {
+            Ok(config) => config,
+            Err(errors) => return self.supervisor.do_send(ConfigRejected { errors }),
+        };
+        let diff = ConfigDiff::between(&self.applied, &config);
+        if diff.is_empty() {
+            debug!(trigger, "config unchanged");
+            return;
+        }
+        let previous = self.snapshot.load();
+        match Snapshot::build(&config, &self.registry, &self.source, Some(&previous)) {
+            Ok(snapshot) => self.supervisor.do_send(ConfigChanged {
+                diff,
+                config: Arc::new(config),
+                snapshot: Arc::new(snapshot),
+            }),
+            Err(errors) => self.supervisor.do_send(ConfigRejected { errors }),
+        }
+    }
+}
+
+impl Actor for ConfigActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Err(e) = self.watch(ctx) {
+            warn!(error = %e, "cannot watch the config file; reload with SIGHUP instead");
+        }
+        // Registered here, synchronously, so a SIGHUP can never kill the
+        // process once the service has announced itself.
+        match actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                let me = ctx.address();
+                actix_rt::spawn(async move {
+                    while hangup.recv().await.is_some() {
+                        me.do_send(Reload { trigger: "SIGHUP" });
+                    }
+                });
+            }
+            Err(e) => warn!(error = %e, "cannot handle SIGHUP"),
+        }
+        if let Some(path) = &self.source.path {
+            info!(path = %path.display(), "watching the config file for changes");
+        }
+    }
+}
+
+impl Handler<FileTouched> for ConfigActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FileTouched, ctx: &mut Context<Self>) {
+        if let Some(pending) = self.debounce.take() {
+            ctx.cancel_future(pending);
+        }
+        self.debounce = Some(ctx.run_later(DEBOUNCE, |actor, _| {
+            actor.debounce = None;
+            actor.reload("file change");
+        }));
+    }
+}
+
+impl Handler<Reload> for ConfigActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) {
+        self.reload(msg.trigger);
+    }
+}
+
+impl Handler<ConfigApplied> for ConfigActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConfigApplied, _: &mut Context<Self>) {
+        self.applied = msg.config;
+    }
+}

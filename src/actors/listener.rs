@@ -1,0 +1,155 @@
+//! The listener: binds the sockets of one incarnation and runs a receive
+//! loop on each. It never decides its own fate: whatever ends it (a
+//! conflict, a failure, a stop request) is reported to the supervisor
+//! from `stopped`, after every socket is closed, so a retry can never
+//! race its predecessor's cleanup.
+
+use std::net::SocketAddr;
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
+
+use crate::actors::SupervisorActor;
+use crate::messages::{
+    Incarnation, ListenerError, ListenerFailed, ListenerStarted, ListenerStopped, PortConflict,
+};
+use crate::net::{bind_udp, port_holder, BindErrorKind, ProcessInfo};
+use crate::receiver::{Receiver, Shared};
+
+/// Ask a listener to stop after answering what is queued.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct StopListener;
+
+/// A receive loop ended with an error (sent from its thread).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct WorkerFailed(ListenerError);
+
+/// How an incarnation ended, reported once its sockets are closed.
+enum Exit {
+    Stopped,
+    Conflict {
+        addr: SocketAddr,
+        holder: Option<ProcessInfo>,
+    },
+    Failed(ListenerError),
+}
+
+/// One incarnation of the listener.
+pub(crate) struct ListenerActor {
+    incarnation: Incarnation,
+    addrs: Vec<SocketAddr>,
+    attempt: u32,
+    shared: Shared,
+    supervisor: Addr<SupervisorActor>,
+    receivers: Vec<Receiver>,
+    exit: Exit,
+}
+
+impl ListenerActor {
+    /// A listener for `addrs`; `attempt` counts binds retried so far.
+    pub(crate) fn new(
+        incarnation: Incarnation,
+        addrs: Vec<SocketAddr>,
+        attempt: u32,
+        shared: Shared,
+        supervisor: Addr<SupervisorActor>,
+    ) -> Self {
+        Self {
+            incarnation,
+            addrs,
+            attempt,
+            shared,
+            supervisor,
+            receivers: Vec::new(),
+            exit: Exit::Stopped,
+        }
+    }
+
+    fn fail(&mut self, exit: Exit, ctx: &mut Context<Self>) {
+        if matches!(self.exit, Exit::Stopped) {
+            self.exit = exit;
+        }
+        ctx.stop();
+    }
+}
+
+impl Actor for ListenerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let mut sockets = Vec::with_capacity(self.addrs.len());
+        for &addr in &self.addrs {
+            match bind_udp(addr) {
+                Ok(socket) => sockets.push(socket),
+                Err(e) if e.kind == BindErrorKind::InUse => {
+                    // `sockets` closes as this returns, before `stopped` reports.
+                    return self.fail(
+                        Exit::Conflict {
+                            addr,
+                            holder: port_holder(addr.port()),
+                        },
+                        ctx,
+                    );
+                }
+                Err(e) => return self.fail(Exit::Failed(e.into()), ctx),
+            }
+        }
+        let mut bound = Vec::with_capacity(sockets.len());
+        for socket in sockets {
+            let local = socket.local_addr();
+            let me = ctx.address();
+            let receiver = Receiver::spawn(socket, self.shared.clone(), move |e| {
+                me.do_send(WorkerFailed(e))
+            });
+            match local.and_then(|local| receiver.map(|r| (local, r))) {
+                Ok((local, receiver)) => {
+                    bound.push(local);
+                    self.receivers.push(receiver);
+                }
+                Err(error) => {
+                    let addr = self.addrs[bound.len()];
+                    return self.fail(Exit::Failed(ListenerError::Socket { addr, error }), ctx);
+                }
+            }
+        }
+        self.supervisor.do_send(ListenerStarted {
+            incarnation: self.incarnation,
+            addrs: bound,
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        Receiver::stop_all(&mut self.receivers);
+        self.receivers.clear();
+        let incarnation = self.incarnation;
+        match std::mem::replace(&mut self.exit, Exit::Stopped) {
+            Exit::Stopped => self.supervisor.do_send(ListenerStopped { incarnation }),
+            Exit::Conflict { addr, holder } => self.supervisor.do_send(PortConflict {
+                incarnation,
+                addr,
+                holder,
+                attempt: self.attempt,
+            }),
+            Exit::Failed(error) => self
+                .supervisor
+                .do_send(ListenerFailed { incarnation, error }),
+        }
+    }
+}
+
+impl Handler<StopListener> for ListenerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopListener, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<WorkerFailed> for ListenerActor {
+    type Result = ();
+
+    fn handle(&mut self, WorkerFailed(error): WorkerFailed, ctx: &mut Context<Self>) {
+        self.fail(Exit::Failed(error), ctx);
+    }
+}

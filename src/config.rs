@@ -1,0 +1,720 @@
+//! The configuration model, and its layered loading:
+//! built-in defaults < config file < `DISCOVERYD_*` environment < flags.
+//!
+//! Every error names where the bad value came from (the file, the
+//! environment variable or the flag) and the key, so a user can fix it
+//! without reading code.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Serialized};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use serde::{de, Deserialize, Deserializer, Serialize};
+
+use crate::duration::HumanDuration;
+use crate::supervision::Supervision;
+
+/// The prefix of the environment variables that override config keys.
+pub(crate) const ENV_PREFIX: &str = "DISCOVERYD_";
+
+/// The largest UDP payload over IPv4.
+pub(crate) const MAX_DATAGRAM: usize = 65_507;
+
+/// The whole configuration of discoveryd.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// UDP port to listen on.
+    #[serde(deserialize_with = "de_port")]
+    pub port: u16,
+    /// Local addresses to listen on (one or several; `::` for IPv6).
+    #[serde(deserialize_with = "de_addresses")]
+    pub bind: Vec<IpAddr>,
+    /// The discovery request, matched byte for byte.
+    pub message: String,
+    /// The prefix of the classic answer.
+    pub response_prefix: String,
+    /// How long `discover` waits for answers.
+    pub timeout: HumanDuration,
+    /// The largest request accepted, in bytes; longer datagrams are ignored.
+    pub buffer_size: usize,
+    /// Whether informational logs are shown (`false` keeps warnings and errors).
+    pub logging: bool,
+    /// The most detailed log level shown when `logging` is on.
+    pub log_level: LogLevel,
+    /// The address to advertise instead of the one a request arrived on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_ip: Option<IpAddr>,
+    /// The service port appended to the answer (`SERVER_IP:<ip>:<port>`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_some_port"
+    )]
+    pub service_port: Option<u16>,
+    /// Stop the service after this long (`run` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<HumanDuration>,
+    /// The supervision strategies.
+    pub supervision: Supervision,
+    /// The responder chain, asked in order.
+    pub responders: Vec<ResponderConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            port: 9999,
+            bind: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+            message: "DISCOVER_SERVER".into(),
+            response_prefix: "SERVER_IP:".into(),
+            timeout: HumanDuration::from_millis(500),
+            buffer_size: 1024,
+            logging: true,
+            log_level: LogLevel::Info,
+            advertise_ip: None,
+            service_port: None,
+            duration: None,
+            supervision: Supervision::default(),
+            responders: vec![ResponderConfig::classic()],
+        }
+    }
+}
+
+impl Config {
+    /// The daemon-wide settings responders build their answers from.
+    pub fn globals(&self) -> discoveryd_api::Globals {
+        discoveryd_api::Globals {
+            message: self.message.clone(),
+            response_prefix: self.response_prefix.clone(),
+            service_port: self.service_port,
+        }
+    }
+
+    /// The effective configuration as TOML, as `check` prints it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the config model always serializes to TOML")
+    }
+}
+
+/// One `[[responders]]` entry: a registered type and its own options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponderConfig {
+    /// The registered responder type, such as `classic` or `json`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The rest of the table, handed to the plugin to deserialize.
+    #[serde(flatten)]
+    pub options: toml::Table,
+}
+
+impl ResponderConfig {
+    /// The built-in protocol v1 responder with no options.
+    pub fn classic() -> Self {
+        Self {
+            kind: crate::protocol::CLASSIC.into(),
+            options: toml::Table::new(),
+        }
+    }
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// One thing wrong with a configuration, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("{path}: cannot read the config file: {reason}; check the path given to --config")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The config file is not valid TOML.
+    #[error("{path}:{line}:{column}: invalid TOML: {reason}; fix the syntax there")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A key is unknown or has a bad value.
+    #[error("{origin}: key `{key}`: {reason}")]
+    Key {
+        /// Where the value came from: a file, an environment variable, a flag.
+        origin: String,
+        /// The dotted key.
+        key: String,
+        /// What is wrong, and the fix.
+        reason: String,
+    },
+}
+
+/// Everything wrong with one configuration (never empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
+}
+
+/// The command-line flags that override config keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Overrides {
+    /// `--port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `--message`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `--duration`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<HumanDuration>,
+    /// `--timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+}
+
+/// Where a configuration comes from: an optional file plus flag overrides.
+/// Loading it again re-reads the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    /// The config file, if any.
+    pub path: Option<PathBuf>,
+    /// The flags given on the command line.
+    pub overrides: Overrides,
+}
+
+const FILE_LAYER: &str = "config file";
+const FLAG_LAYER: &str = "command-line flags";
+
+/// The keys the environment may set; other `DISCOVERYD_*` variables are
+/// ignored rather than breaking start-up.
+const ENV_KEYS: &[&str] = &[
+    "port",
+    "bind",
+    "message",
+    "response_prefix",
+    "timeout",
+    "buffer_size",
+    "logging",
+    "log_level",
+    "advertise_ip",
+    "service_port",
+    "duration",
+    "supervision.restart_on_failure.max_restarts",
+    "supervision.restart_on_failure.within",
+    "supervision.restart_on_failure.backoff",
+    "supervision.restart_on_failure.backoff_max",
+    "supervision.retry_after_cleanup.attempts",
+    "supervision.retry_after_cleanup.delay",
+];
+
+impl ConfigSource {
+    /// A source reading `path`, with no overrides.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: Some(path.into()),
+            overrides: Overrides::default(),
+        }
+    }
+
+    /// Loads and validates the layered configuration.
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &self.path {
+            figment = figment.merge(FileLayer::read(path)?);
+        }
+        let figment = figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__").filter(|k| {
+                ENV_KEYS
+                    .iter()
+                    .any(|known| k.as_str().eq_ignore_ascii_case(known))
+            }))
+            .merge(FlagLayer(&self.overrides));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigErrors(figment_errors(e)))?;
+        let problems = validate(&config);
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        Err(ConfigErrors(
+            problems
+                .into_iter()
+                .map(|(key, reason)| ConfigError::Key {
+                    origin: origin(&figment, &key),
+                    key,
+                    reason,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Names the layer that set `key`, for errors found after loading (such
+    /// as an unknown responder type).
+    pub fn error(&self, key: &str, reason: String) -> ConfigError {
+        let origin = match &self.path {
+            Some(path) => path.display().to_string(),
+            None => "built-in default".to_owned(),
+        };
+        ConfigError::Key {
+            origin,
+            key: key.to_owned(),
+            reason,
+        }
+    }
+
+    /// The file name to point users at when they must change a key.
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => "a config file (see config/discoveryd.toml)".to_owned(),
+        }
+    }
+}
+
+/// Checks what types alone cannot; returns `(key, reason)` pairs.
+fn validate(c: &Config) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mut check = |ok: bool, key: &str, reason: String| {
+        if !ok {
+            problems.push((key.to_owned(), reason));
+        }
+    };
+    let buffer_ok = (16..=MAX_DATAGRAM).contains(&c.buffer_size);
+    check(
+        buffer_ok,
+        "buffer_size",
+        format!(
+            "{} is out of range; use 16 to {MAX_DATAGRAM} bytes",
+            c.buffer_size
+        ),
+    );
+    check(
+        !c.message.is_empty(),
+        "message",
+        "must not be empty; set the discovery request, such as \"DISCOVER_SERVER\"".into(),
+    );
+    check(
+        !buffer_ok || c.message.len() <= c.buffer_size,
+        "message",
+        format!(
+            "is {} bytes, longer than buffer_size ({}); shorten it or raise buffer_size",
+            c.message.len(),
+            c.buffer_size
+        ),
+    );
+    check(
+        !c.response_prefix.is_empty(),
+        "response_prefix",
+        "must not be empty; the default is \"SERVER_IP:\"".into(),
+    );
+    check(
+        !c.bind.is_empty(),
+        "bind",
+        "must name at least one address, such as \"0.0.0.0\"".into(),
+    );
+    check(
+        !c.responders.is_empty(),
+        "responders",
+        "must list at least one responder, such as { type = \"classic\" }".into(),
+    );
+    let restart = &c.supervision.restart_on_failure;
+    check(
+        restart.backoff <= restart.backoff_max,
+        "supervision.restart_on_failure.backoff",
+        format!(
+            "{} is above backoff_max ({}); lower it or raise backoff_max",
+            restart.backoff, restart.backoff_max
+        ),
+    );
+    problems
+}
+
+/// Port 0 (ephemeral) is accepted from flags and the environment, for
+/// tests; in a file it is rejected when the file is read.
+fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = i64::deserialize(d)?;
+    u16::try_from(n)
+        .map_err(|_| de::Error::custom(format!("{n} is not a UDP port; use 1 to 65535")))
+}
+
+fn de_some_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    match de_port(d)? {
+        0 => Err(de::Error::custom(
+            "0 is not a service port; use 1 to 65535, or remove the key",
+        )),
+        p => Ok(Some(p)),
+    }
+}
+
+/// Accepts `"0.0.0.0"` as well as `["0.0.0.0", "::"]`.
+fn de_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    #[derive(Clone, Copy)]
+    struct Visitor;
+    impl<'de> de::Visitor<'de> for Visitor {
+        type Value = Vec<IpAddr>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(
+                "an IP address or a list of them, such as \"0.0.0.0\" or [\"0.0.0.0\", \"::\"]",
+            )
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            v.parse().map(|ip| vec![ip]).map_err(|_| {
+                E::custom(format!(
+                    "`{v}` is not an IP address; use one such as \"0.0.0.0\" or \"::\""
+                ))
+            })
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.extend(self.visit_str::<A::Error>(&s)?);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+/// The config file, read once and parsed with a precise syntax error.
+struct FileLayer {
+    path: PathBuf,
+    table: toml::Table,
+}
+
+impl FileLayer {
+    fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let table = text.parse::<toml::Table>().map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_column(&text, s.start));
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                column,
+                reason: e.message().to_owned(),
+            }
+        })?;
+        if table.get("port").and_then(toml::Value::as_integer) == Some(0) {
+            return Err(ConfigError::Key {
+                origin: path.display().to_string(),
+                key: "port".into(),
+                reason: "0 is not a port clients can find; use 1 to 65535".into(),
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            table,
+        })
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl Provider for FileLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::from(FILE_LAYER, Source::File(self.path.clone()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::defaults(&self.table).data()
+    }
+}
+
+struct FlagLayer<'a>(&'a Overrides);
+
+impl Provider for FlagLayer<'_> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(FLAG_LAYER)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::defaults(self.0).data()
+    }
+}
+
+/// Names the layer that set `key`.
+fn origin(figment: &Figment, key: &str) -> String {
+    describe_metadata(figment.find_metadata(key), key)
+}
+
+fn describe_metadata(metadata: Option<&Metadata>, key: &str) -> String {
+    match metadata {
+        Some(Metadata {
+            source: Some(Source::File(path)),
+            ..
+        }) => path.display().to_string(),
+        Some(m) if m.name == FLAG_LAYER => format!("flag --{}", key.replace('_', "-")),
+        Some(m) if m.name.contains("environment") => {
+            format!(
+                "environment variable {ENV_PREFIX}{}",
+                key.replace('.', "__").to_ascii_uppercase()
+            )
+        }
+        _ => "built-in default".to_owned(),
+    }
+}
+
+fn figment_errors(error: figment::Error) -> Vec<ConfigError> {
+    error
+        .into_iter()
+        .map(|e| {
+            // For an unknown field, the path already ends with the field.
+            let reason = match &e.kind {
+                figment::error::Kind::UnknownField(_, expected) => {
+                    format!("unknown key; expected one of: {}", expected.join(", "))
+                }
+                kind => kind.to_string(),
+            };
+            let key = if e.path.is_empty() {
+                "(top level)".to_owned()
+            } else {
+                e.path.join(".")
+            };
+            ConfigError::Key {
+                origin: describe_metadata(e.metadata.as_ref(), &key),
+                key,
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// What changed between two configurations, as dotted keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct ConfigDiff {
+    /// The keys whose values differ, sorted.
+    pub changed: Vec<String>,
+}
+
+impl ConfigDiff {
+    /// Compares two configurations.
+    pub(crate) fn between(old: &Config, new: &Config) -> Self {
+        let table = |c: &Config| toml::Table::try_from(c).expect("the config model serializes");
+        let mut changed = Vec::new();
+        diff_tables("", &table(old), &table(new), &mut changed);
+        changed.sort();
+        Self { changed }
+    }
+
+    /// True when nothing changed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.changed.is_empty()
+    }
+}
+
+impl fmt::Display for ConfigDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.changed.join(", "))
+    }
+}
+
+fn diff_tables(prefix: &str, old: &toml::Table, new: &toml::Table, out: &mut Vec<String>) {
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for key in keys {
+        let dotted = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (old.get(key), new.get(key)) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => {
+                diff_tables(&dotted, a, b, out)
+            }
+            (a, b) if a != b => out.push(dotted),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+// figment's `Jail` closures return its large error type; not ours to shrink.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load(jail: &mut Jail, toml: &str) -> Result<Config, ConfigErrors> {
+        jail.create_file("d.toml", toml).unwrap();
+        ConfigSource::file("d.toml").load()
+    }
+
+    fn one_error(r: Result<Config, ConfigErrors>) -> String {
+        let errors = r.unwrap_err().0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors[0].to_string()
+    }
+
+    #[test]
+    fn defaults_match_the_python_original() {
+        let c = ConfigSource::default().load().unwrap();
+        assert_eq!(c.port, 9999);
+        assert_eq!(c.message, "DISCOVER_SERVER");
+        assert_eq!(c.response_prefix, "SERVER_IP:");
+        assert_eq!(c.buffer_size, 1024);
+        assert_eq!(c.timeout.get(), std::time::Duration::from_millis(500));
+        assert!(c.logging);
+        assert_eq!(c.responders, vec![ResponderConfig::classic()]);
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "d.toml",
+                "port = 1000\nmessage = \"FILE\"\nbuffer_size = 512\n",
+            )?;
+            jail.set_env("DISCOVERYD_MESSAGE", "ENV");
+            jail.set_env("DISCOVERYD_SUPERVISION__RETRY_AFTER_CLEANUP__ATTEMPTS", "7");
+            jail.set_env("DISCOVERYD_UNRELATED", "ignored, not an error");
+            let mut source = ConfigSource::file("d.toml");
+            let c = source.load().unwrap();
+            assert_eq!(
+                (c.port, c.message.as_str(), c.buffer_size),
+                (1000, "ENV", 512)
+            );
+            assert_eq!(c.supervision.retry_after_cleanup.attempts, 7);
+            source.overrides.message = Some("FLAG".into());
+            source.overrides.port = Some(0);
+            let c = source.load().unwrap();
+            assert_eq!((c.port, c.message.as_str()), (0, "FLAG"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        Jail::expect_with(|jail| {
+            let e = one_error(load(jail, "port = 70000\n"));
+            assert!(
+                e.starts_with("d.toml: key `port`:") && e.contains("1 to 65535"),
+                "{e}"
+            );
+            let e = one_error(load(jail, "port = 0\n"));
+            assert!(e.starts_with("d.toml: key `port`:"), "{e}");
+            let e = one_error(load(jail, "message = \"\"\n"));
+            assert!(
+                e.starts_with("d.toml: key `message`: must not be empty"),
+                "{e}"
+            );
+            let e = one_error(load(jail, "colour = 1\n"));
+            assert!(e.starts_with("d.toml: key `colour`: unknown key"), "{e}");
+            let e = one_error(load(jail, "[supervision.retry_after_cleanup]\ntries = 1\n"));
+            assert!(
+                e.contains("key `supervision.retry_after_cleanup.tries`"),
+                "{e}"
+            );
+            let e = one_error(load(jail, "duration = \"0s\"\n"));
+            assert!(e.contains("key `duration`") && e.contains("zero"), "{e}");
+            let e = one_error(load(jail, "bind = \"nowhere\"\n"));
+            assert!(
+                e.contains("key `bind`") && e.contains("not an IP address"),
+                "{e}"
+            );
+            let e = one_error(load(jail, "port = 99\nmessage = \n"));
+            assert!(e.starts_with("d.toml:2:11: invalid TOML"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DISCOVERYD_BUFFER_SIZE", "3");
+            let e = one_error(ConfigSource::default().load());
+            assert!(
+                e.starts_with("environment variable DISCOVERYD_BUFFER_SIZE: key `buffer_size`"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bind_takes_one_or_many_addresses() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                load(jail, "bind = \"127.0.0.1\"").unwrap().bind,
+                vec![IpAddr::from([127, 0, 0, 1])]
+            );
+            let c = load(jail, "bind = [\"127.0.0.1\", \"::1\"]").unwrap();
+            assert_eq!(c.bind.len(), 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn effective_config_round_trips_through_toml() {
+        Jail::expect_with(|jail| {
+            let c = load(
+                jail,
+                "service_port = 8080\nduration = \"2m\"\n[[responders]]\ntype = \"json\"\nname = \"x\"\n",
+            )
+            .unwrap();
+            let again = load(jail, &c.to_toml()).unwrap();
+            assert_eq!(c, again);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn diff_lists_changed_keys() {
+        let a = Config::default();
+        let mut b = a.clone();
+        b.message = "X".into();
+        b.supervision.retry_after_cleanup.attempts = 9;
+        let d = ConfigDiff::between(&a, &b);
+        assert_eq!(
+            d.changed,
+            ["message", "supervision.retry_after_cleanup.attempts"]
+        );
+        b.port = 1;
+        assert!(ConfigDiff::between(&a, &b)
+            .changed
+            .contains(&"port".to_owned()));
+        assert!(ConfigDiff::between(&a, &a).is_empty());
+    }
+}

@@ -1,0 +1,83 @@
+//! discoveryd: a LAN service-discovery responder, wire-compatible with
+//! django-udp-discovery 1.0.0, supervised by actix actors.
+//!
+//! The binary is thin: it parses the command line, loads the
+//! [`ConfigSource`], installs logging and calls [`run`] or [`check`].
+
+mod actors;
+mod config;
+mod console;
+mod duration;
+mod error;
+mod logging;
+mod messages;
+mod net;
+mod protocol;
+mod receiver;
+mod responders;
+mod stats;
+mod supervision;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
+
+pub use config::{
+    Config, ConfigError, ConfigErrors, ConfigSource, LogLevel, Overrides, ResponderConfig,
+};
+pub use duration::HumanDuration;
+pub use error::{Error, EXIT_GAVE_UP, EXIT_INTERNAL, EXIT_OK, EXIT_PORT, EXIT_USAGE};
+pub use logging::LogControl;
+pub use messages::ShutdownReason;
+pub use net::ProcessInfo;
+pub use protocol::{write_reply, CLASSIC};
+pub use responders::{registry, Snapshot};
+pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
+
+use actors::SupervisorActor;
+use messages::Shutdown;
+
+/// Validates the configuration from `source`, responder options included,
+/// and returns the effective configuration as TOML.
+pub fn check(source: &ConfigSource) -> Result<String, Error> {
+    let config = source.load()?;
+    Snapshot::build(&config, &registry(), source, None)?;
+    Ok(config.to_toml())
+}
+
+/// Runs the discovery service in the foreground until it is stopped
+/// (Ctrl+C, SIGTERM, `duration`) or fails for good.
+pub fn run(source: ConfigSource, config: Config, log: LogControl) -> Result<(), Error> {
+    let registry = Arc::new(registry());
+    let snapshot = Snapshot::build(&config, &registry, &source, None)?;
+    console::banner(&config, &source, &snapshot);
+    let shared = receiver::Shared {
+        snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+        counters: Arc::default(),
+    };
+    let system = actix_rt::System::new();
+    let outcome = system.block_on(async move {
+        use actix::Actor as _;
+        let (done, finished) = oneshot::channel();
+        let supervisor = SupervisorActor::new(source, registry, config, shared, log, done).start();
+        // `set_handler` also replaces an inherited "ignore" (background
+        // jobs of non-interactive shells): Ctrl+C must always stop us.
+        if let Err(e) = ctrlc::set_handler(move || {
+            supervisor.do_send(Shutdown {
+                reason: ShutdownReason::Interrupt,
+            })
+        }) {
+            tracing::warn!(error = %e, "cannot handle Ctrl+C");
+        }
+        finished.await.unwrap_or_else(|_| {
+            Err(Error::Internal(
+                "the supervisor stopped without an outcome".into(),
+            ))
+        })
+    });
+    if outcome.is_ok() {
+        console::stopped();
+    }
+    outcome
+}

@@ -1,0 +1,105 @@
+//! Who holds a UDP port: on Linux, the socket inode from
+//! `/proc/net/udp{,6}` matched against the `/proc/*/fd` links. Processes of
+//! other users stay invisible without privileges; then we say so.
+
+use std::fmt;
+use std::fs;
+
+/// A process, as the port-conflict message names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Its process id.
+    pub pid: u32,
+    /// Its command name (`/proc/<pid>/comm`).
+    pub name: String,
+}
+
+impl fmt::Display for ProcessInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} ({})", self.pid, self.name)
+    }
+}
+
+/// The process holding UDP `port`, if it can be seen.
+pub(crate) fn port_holder(port: u16) -> Option<ProcessInfo> {
+    let inodes: Vec<u64> = ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
+        .flat_map(|table| socket_inodes(&table, port))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            fs::read_link(fd.path())
+                .ok()
+                .and_then(|link| socket_inode(link.to_str()?))
+                .is_some_and(|inode| inodes.contains(&inode))
+        });
+        if holds {
+            let name = fs::read_to_string(entry.path().join("comm"))
+                .map(|s| s.trim_end().to_owned())
+                .unwrap_or_else(|_| "?".to_owned());
+            return Some(ProcessInfo { pid, name });
+        }
+    }
+    None
+}
+
+/// The inodes of the sockets bound to local `port` in a `/proc/net/udp` table.
+fn socket_inodes(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields.get(1)?.rsplit(':').next()?;
+            let inode = fields.get(9)?.parse::<u64>().ok()?;
+            (u16::from_str_radix(local_port, 16).ok()? == port && inode != 0).then_some(inode)
+        })
+        .collect()
+}
+
+/// `socket:[12345]` → 12345.
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_proc_table() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+  123: 0100007F:270F 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 4242 2 0000000000000000 0\n\
+  124: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 777 2 0000000000000000 0\n";
+        assert_eq!(socket_inodes(table, 9999), vec![4242]);
+        assert_eq!(socket_inodes(table, 53), vec![777]);
+        assert!(socket_inodes(table, 1).is_empty());
+        assert_eq!(socket_inode("socket:[4242]"), Some(4242));
+        assert_eq!(socket_inode("/dev/null"), None);
+    }
+
+    #[test]
+    fn finds_this_process_holding_a_socket() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let holder = port_holder(port).expect("our own socket is visible");
+        assert_eq!(holder.pid, std::process::id());
+    }
+}

@@ -1,0 +1,11 @@
+//! Sockets and addresses: binding with classified errors, batched datagram
+//! I/O that knows the local arrival address, and who holds a busy port.
+
+mod batch;
+mod holder;
+mod socket;
+
+pub(crate) use batch::Batch;
+pub(crate) use holder::port_holder;
+pub use holder::ProcessInfo;
+pub(crate) use socket::{bind_udp, wake, BindError, BindErrorKind};

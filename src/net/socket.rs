@@ -1,0 +1,94 @@
+//! Binding UDP sockets the way discoveryd needs them: arrival-address
+//! reporting on, IPv6 sockets IPv6-only, and never `SO_REUSEADDR` or
+//! `SO_REUSEPORT`, so a second instance gets a conflict instead of a silent
+//! share of the port.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{setsockopt, shutdown, sockopt, Shutdown};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Why a bind failed, as far as supervision cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BindErrorKind {
+    /// Another socket holds the port (`EADDRINUSE`): retry after cleanup.
+    InUse,
+    /// The address is not (yet) on this host (`EADDRNOTAVAIL`): retry.
+    NotAvailable,
+    /// Not allowed, such as a port below 1024 without the capability: fatal.
+    PermissionDenied,
+    /// Anything else: fatal.
+    Other,
+}
+
+/// A failed bind, with the address it was for.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind {addr}/udp: {source}")]
+pub(crate) struct BindError {
+    /// The address we tried to bind.
+    pub addr: SocketAddr,
+    /// The classification.
+    pub kind: BindErrorKind,
+    /// What the OS said.
+    pub source: io::Error,
+}
+
+/// Binds a blocking UDP socket to `addr`, with the local arrival address
+/// reported on every datagram (`IP_PKTINFO` / `IPV6_RECVPKTINFO`).
+pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
+    let fail = |source: io::Error| {
+        let kind = match source.kind() {
+            io::ErrorKind::AddrInUse => BindErrorKind::InUse,
+            io::ErrorKind::AddrNotAvailable => BindErrorKind::NotAvailable,
+            io::ErrorKind::PermissionDenied => BindErrorKind::PermissionDenied,
+            _ => BindErrorKind::Other,
+        };
+        BindError { addr, kind, source }
+    };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(fail)?;
+        setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true).map_err(|e| fail(e.into()))?;
+    } else {
+        setsockopt(&socket, sockopt::Ipv4PacketInfo, &true).map_err(|e| fail(e.into()))?;
+    }
+    // Replies to broadcast requests are unicast, but a client may address
+    // a subnet's broadcast address, which the kernel delivers to us anyway.
+    socket.set_broadcast(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    Ok(socket.into())
+}
+
+/// Wakes a thread blocked receiving on `socket`. On Linux, `shutdown` on an
+/// unconnected UDP socket fails with `ENOTCONN` but still marks the socket
+/// shut and wakes its readers, which then see queued datagrams first and
+/// zero-length reads after.
+pub(crate) fn wake(socket: &impl AsRawFd) {
+    let _ = shutdown(socket.as_raw_fd(), Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_bind_on_the_same_port_is_a_conflict() {
+        let first = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let err = bind_udp(addr).unwrap_err();
+        assert_eq!(err.kind, BindErrorKind::InUse);
+        // The wildcard address overlaps it too.
+        let err = bind_udp(SocketAddr::from(([0, 0, 0, 0], addr.port()))).unwrap_err();
+        assert_eq!(err.kind, BindErrorKind::InUse);
+    }
+
+    #[test]
+    fn an_address_not_on_this_host_is_not_available() {
+        // 192.0.2.0/24 is TEST-NET-1: never assigned. Binding sends nothing.
+        let err = bind_udp("192.0.2.1:0".parse().unwrap()).unwrap_err();
+        assert_eq!(err.kind, BindErrorKind::NotAvailable);
+    }
+}

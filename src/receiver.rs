@@ -1,0 +1,161 @@
+//! The receive loop: one blocking thread per socket that reads a batch of
+//! datagrams, asks the current responder chain about each, and sends the
+//! replies back in a batch.
+//!
+//! Per batch it loads the snapshot once (lock-free, no allocation); per
+//! datagram it takes no lock, sends no actor message and allocates nothing.
+//! Recoverable socket errors are skipped; an unrecoverable one, or a panic
+//! in a responder, ends the loop with an error for the supervisor.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use discoveryd_api::Request;
+use nix::errno::Errno;
+
+use crate::messages::ListenerError;
+use crate::net::{wake, Batch};
+use crate::responders::{Outcome, Snapshot};
+use crate::stats::{BatchCounts, Counters};
+
+/// What a receive loop shares with whoever runs it.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// The current settings and responder chain.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The counters.
+    pub counters: Arc<Counters>,
+}
+
+/// A receive loop running on its own thread.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    socket: Arc<UdpSocket>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// Starts the loop on `socket`. `on_failure` runs on the loop's thread
+    /// if the loop ends with an error.
+    pub(crate) fn spawn(
+        socket: UdpSocket,
+        shared: Shared,
+        on_failure: impl FnOnce(ListenerError) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let socket = Arc::new(socket);
+        let stop = Arc::new(AtomicBool::new(false));
+        let name = format!("recv {}", socket.local_addr()?);
+        let thread = std::thread::Builder::new().name(name).spawn({
+            let socket = Arc::clone(&socket);
+            let stop = Arc::clone(&stop);
+            move || {
+                if let Err(e) = serve(&socket, &shared, &stop) {
+                    on_failure(e);
+                }
+            }
+        })?;
+        Ok(Self {
+            socket,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the loops after they have answered what is already queued,
+    /// all at once, and waits for them; each socket closes when its
+    /// receiver drops.
+    pub(crate) fn stop_all(receivers: &mut [Receiver]) {
+        for r in receivers.iter() {
+            r.stop.store(true, Ordering::Release);
+            wake(r.socket.as_ref());
+        }
+        for r in receivers.iter_mut() {
+            if let Some(thread) = r.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        Self::stop_all(std::slice::from_mut(self));
+    }
+}
+
+fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), ListenerError> {
+    let fd = socket.as_raw_fd();
+    let bound = socket.local_addr().map_err(|error| ListenerError::Socket {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        error,
+    })?;
+    let mut batch = Batch::new(shared.snapshot.load().buffer_size);
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        match batch.recv(fd, !stopping) {
+            Ok(_) => {}
+            Err(Errno::EAGAIN) if stopping => return Ok(()),
+            Err(
+                Errno::EINTR | Errno::EAGAIN | Errno::ENOMEM | Errno::ENOBUFS | Errno::ECONNREFUSED,
+            ) => continue,
+            Err(e) => {
+                return Err(ListenerError::Socket {
+                    addr: bound,
+                    error: e.into(),
+                })
+            }
+        }
+        // After `wake`, the socket yields zero-length reads with no sender.
+        let woken = batch
+            .datagrams()
+            .iter()
+            .any(|d| d.len == 0 && d.peer.is_none());
+
+        let snapshot = shared.snapshot.load();
+        let mut counts = BatchCounts::default();
+        let mut panicked = None;
+        batch.process(|d, payload, reply| {
+            let Some(peer) = d.peer else { return false };
+            if d.oversize || payload.is_empty() {
+                counts.ignored += 1;
+                return false;
+            }
+            let local_ip = d.local.unwrap_or(bound.ip());
+            let request = Request {
+                payload,
+                peer,
+                local: SocketAddr::new(local_ip, bound.port()),
+                advertised_ip: snapshot.advertise_ip.unwrap_or(local_ip),
+            };
+            match snapshot.respond(&request, reply) {
+                Outcome::Replied => true,
+                Outcome::Ignored => {
+                    counts.ignored += 1;
+                    false
+                }
+                Outcome::Panicked { responder, message } => {
+                    panicked.get_or_insert(ListenerError::Panic { responder, message });
+                    false
+                }
+            }
+        });
+        let sent = batch.send(fd);
+        counts.answered = sent.sent as u64;
+        counts.send_failed = sent.failed as u64;
+        shared.counters.add(counts);
+        if let Some(error) = panicked {
+            return Err(error);
+        }
+        if snapshot.buffer_size != batch.buffer_size() {
+            batch = Batch::new(snapshot.buffer_size);
+        }
+        if woken && stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
+    }
+}
