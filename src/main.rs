@@ -41,7 +41,7 @@ struct RunArgs {
     #[arg(long, value_name = "S")]
     message: Option<String>,
     /// Stop after this long: 90s, 2m, 1h 30m, or seconds.
-    #[arg(long, value_name = "D")]
+    #[arg(long, value_name = "D", allow_hyphen_values = true)]
     duration: Option<HumanDuration>,
 }
 

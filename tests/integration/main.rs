@@ -1,1 +1,11 @@
-//! End-to-end tests.
+//! End-to-end tests against the real `discoveryd` binary, on ephemeral
+//! loopback ports. One test binary; helpers in `util`.
+
+mod answering;
+mod check;
+mod conflict;
+mod lifecycle;
+mod plugins;
+mod reload;
+mod supervision;
+mod util;

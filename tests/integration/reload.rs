@@ -1,0 +1,229 @@
+//! Hot reload while `run` is going: in place, by rename, on SIGHUP,
+//! make-before-break for ports, and rejection of bad edits.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::util::{config_for, free_port, hold, Client, ConfigDir, Daemon};
+
+const QUICK_RETRIES: &str = "[supervision.retry_after_cleanup]\nattempts = 1\ndelay = \"50ms\"";
+
+#[test]
+fn a_new_message_applies_in_place_without_a_rebind() {
+    let port = free_port();
+    let config = ConfigDir::new(&config_for(port, "message = \"OLD\""));
+    let (mut daemon, _) = Daemon::run(&config, &[]);
+    let client = Client::new();
+    assert_eq!(
+        client.ask(port, b"OLD").as_deref(),
+        Some("SERVER_IP:127.0.0.1")
+    );
+    config.write(&config_for(
+        port,
+        "message = \"NEW\"\nresponse_prefix = \"HERE:\"\nservice_port = 81",
+    ));
+    client.ask_until(port, b"NEW", "HERE:127.0.0.1:81");
+    assert_eq!(client.ask(port, b"OLD"), None);
+    let line = daemon.expect_stderr("config reloaded");
+    assert!(
+        line.contains("message")
+            && line.contains("response_prefix")
+            && line.contains("service_port"),
+        "{line}"
+    );
+    assert!(
+        !daemon.stderr_text().contains("binding the new addresses"),
+        "{}",
+        daemon.stderr_text()
+    );
+}
+
+#[test]
+fn an_atomic_save_by_rename_is_seen() {
+    let port = free_port();
+    let config = ConfigDir::new(&config_for(port, ""));
+    let (_daemon, _) = Daemon::run(&config, &[]);
+    config.write_by_rename(&config_for(port, "message = \"RENAMED\""));
+    Client::new().ask_until(port, b"RENAMED", "SERVER_IP:127.0.0.1");
+}
+
+#[test]
+fn sighup_reloads_even_when_the_watcher_sees_nothing() {
+    // The config path is a symlink into a directory nobody watches, so only
+    // SIGHUP can bring the edit in.
+    let port = free_port();
+    let real = ConfigDir::new(&config_for(port, "message = \"BEFORE\""));
+    let link_dir = tempfile::tempdir().unwrap();
+    let link = link_dir.path().join("discoveryd.toml");
+    std::os::unix::fs::symlink(real.path(), &link).unwrap();
+    let mut daemon = Daemon::spawn(&["run", "--config", link.to_str().unwrap()]);
+    daemon.listening_port();
+    let client = Client::new();
+    assert!(client.ask(port, b"BEFORE").is_some());
+    real.write(&config_for(port, "message = \"AFTER\""));
+    daemon.signal(Signal::SIGHUP);
+    client.ask_until(port, b"AFTER", "SERVER_IP:127.0.0.1");
+}
+
+#[test]
+fn no_request_goes_unanswered_across_in_place_reloads() {
+    let port = free_port();
+    let config = ConfigDir::new(&config_for(port, "response_prefix = \"P0:\""));
+    let (_daemon, _) = Daemon::run(&config, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            let client = Client::new();
+            let (mut asked, mut lost) = (0u32, 0u32);
+            while !stop.load(Ordering::Relaxed) && asked < 100_000 {
+                asked += 1;
+                match client.ask_at(
+                    "127.0.0.1",
+                    port,
+                    b"DISCOVER_SERVER",
+                    Duration::from_secs(2),
+                ) {
+                    Some((reply, _)) => assert!(reply.starts_with('P'), "{reply}"),
+                    None => lost += 1,
+                }
+            }
+            (asked, lost)
+        }
+    });
+    let probe = Client::new();
+    for i in 1..=20 {
+        config.write(&config_for(port, &format!("response_prefix = \"P{i}:\"")));
+        probe.ask_until(port, b"DISCOVER_SERVER", &format!("P{i}:127.0.0.1"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (asked, lost) = load.join().unwrap();
+    assert!(asked > 20, "the load barely ran: {asked}");
+    assert_eq!(
+        lost, 0,
+        "{lost} of {asked} requests went unanswered across 20 reloads"
+    );
+}
+
+#[test]
+fn a_new_port_is_bound_before_the_old_one_closes() {
+    let (old, new) = (free_port(), free_port());
+    let config = ConfigDir::new(&config_for(old, ""));
+    let (mut daemon, _) = Daemon::run(&config, &[]);
+    let client = Client::new();
+    config.write(&config_for(new, "message = \"MOVED\""));
+    client.ask_until(new, b"MOVED", "SERVER_IP:127.0.0.1");
+    daemon.expect_stderr("binding the new addresses first");
+    daemon.expect_stderr("listening on new addresses");
+    // The old socket closes once the new one answers.
+    let deadline = std::time::Instant::now() + crate::util::DEADLINE;
+    while std::net::UdpSocket::bind(("127.0.0.1", old)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old port {old} never released"
+        );
+        client.drain();
+    }
+}
+
+#[test]
+fn a_busy_new_port_is_rejected_and_the_old_port_keeps_serving() {
+    let (old, busy) = (free_port(), free_port());
+    let _held = hold(busy);
+    let config = ConfigDir::new(&config_for(old, QUICK_RETRIES));
+    let (mut daemon, _) = Daemon::run(&config, &[]);
+    config.write(&config_for(
+        busy,
+        &format!("message = \"NEVER\"\n{QUICK_RETRIES}"),
+    ));
+    daemon.expect_stderr("port conflict");
+    let rejected = daemon.expect_stderr("config rejected");
+    assert!(rejected.contains(&format!("port {busy}/udp")), "{rejected}");
+    assert!(
+        rejected.contains(&format!("pid {}", std::process::id())),
+        "{rejected}"
+    );
+    let client = Client::new();
+    assert_eq!(
+        client.ask(old, b"DISCOVER_SERVER").as_deref(),
+        Some("SERVER_IP:127.0.0.1")
+    );
+    assert_eq!(client.ask(old, b"NEVER"), None);
+}
+
+#[test]
+fn invalid_edits_are_rejected_by_file_and_key_and_the_old_config_serves_on() {
+    let port = free_port();
+    let config = ConfigDir::new(&config_for(port, ""));
+    let (mut daemon, _) = Daemon::run(&config, &[]);
+    let client = Client::new();
+    let path = config.path().display().to_string();
+    for (body, key) in [
+        ("port = \n".to_owned(), "invalid TOML".to_owned()),
+        (config_for(port, "colour = \"red\""), "key `colour`".into()),
+        ("port = 0\n".into(), "key `port`".into()),
+        ("port = 70000\n".into(), "key `port`".into()),
+        (config_for(port, "message = \"\""), "key `message`".into()),
+        (
+            config_for(port, "[[responders]]\ntype = \"nope\""),
+            "key `responders[0]`".into(),
+        ),
+    ] {
+        config.write(&body);
+        let line = daemon.expect_stderr("config rejected");
+        assert!(
+            line.contains(&path) && line.contains(&key),
+            "expected {path} and {key} in: {line}"
+        );
+        assert_eq!(
+            client.ask(port, b"DISCOVER_SERVER").as_deref(),
+            Some("SERVER_IP:127.0.0.1"),
+            "after {body:?}"
+        );
+    }
+    config.write(&config_for(port, "message = \"FIXED\""));
+    client.ask_until(port, b"FIXED", "SERVER_IP:127.0.0.1");
+}
+
+#[test]
+fn logging_false_silences_info_logs_live() {
+    let port = free_port();
+    let config = ConfigDir::new(&config_for(port, ""));
+    let (mut daemon, _) = Daemon::run(&config, &[]);
+    let client = Client::new();
+    config.write(&config_for(port, "logging = false\nmessage = \"QUIET\""));
+    client.ask_until(port, b"QUIET", "SERVER_IP:127.0.0.1");
+    config.write(&config_for(port, "logging = false\nmessage = \"QUIETER\""));
+    client.ask_until(port, b"QUIETER", "SERVER_IP:127.0.0.1");
+    config.write(&config_for(port, "logging = true\nmessage = \"LOUD\""));
+    client.ask_until(port, b"LOUD", "SERVER_IP:127.0.0.1");
+    daemon.expect_stderr("changed=logging, message");
+    let err = daemon.stderr_text();
+    assert!(
+        !err.contains("QUIETER") && err.matches("config reloaded").count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn reload_latency_from_write_to_new_answer() {
+    // Figures for README; the assertion is that every reload lands.
+    let port = free_port();
+    let config = ConfigDir::new(&config_for(port, ""));
+    let (_daemon, _) = Daemon::run(&config, &[]);
+    let client = Client::new();
+    let mut times: Vec<Duration> = (0..20)
+        .map(|i| {
+            config.write(&config_for(port, &format!("message = \"M{i}\"")));
+            client.ask_until(port, format!("M{i}").as_bytes(), "SERVER_IP:127.0.0.1")
+        })
+        .collect();
+    times.sort();
+    eprintln!(
+        "reload latency over 20 reloads: p50 {:?}, max {:?}",
+        times[10], times[19]
+    );
+}

@@ -1,0 +1,312 @@
+//! Helpers: run the real binary, read what it prints, query it over
+//! loopback. Every wait polls against a deadline; nothing sleeps blindly.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// How long any single expectation may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_discoveryd")
+}
+
+/// A temporary directory holding a config file.
+pub struct ConfigDir {
+    dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    pub fn new(toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let this = Self { dir };
+        this.write(toml);
+        this
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("discoveryd.toml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes the config in place (truncate and write, like most editors).
+    pub fn write(&self, toml: &str) {
+        std::fs::write(self.path(), toml).expect("write config");
+    }
+
+    /// Writes the config atomically: a temporary file renamed over it.
+    pub fn write_by_rename(&self, toml: &str) {
+        let tmp = self.dir.path().join(".discoveryd.toml.swp");
+        std::fs::write(&tmp, toml).expect("write temp config");
+        std::fs::rename(&tmp, self.path()).expect("rename config");
+    }
+}
+
+/// Lines a child printed on one stream, as they arrive.
+struct Lines {
+    all: Arc<Mutex<Vec<String>>>,
+    rx: Receiver<String>,
+}
+
+impl Lines {
+    fn spawn(stream: impl std::io::Read + Send + 'static) -> Self {
+        let all = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&all);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        Self { all, rx }
+    }
+
+    /// The next line containing `needle`, skipping the others.
+    fn wait_for(&self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        self.all.lock().unwrap().join("\n")
+    }
+}
+
+/// A `discoveryd` process, killed when dropped; its output is printed if
+/// the test fails.
+pub struct Daemon {
+    child: Child,
+    stdout: Lines,
+    stderr: Lines,
+    status: Option<ExitStatus>,
+}
+
+impl Daemon {
+    /// Spawns `discoveryd <args>`, bound to loopback unless the args or the
+    /// config say otherwise.
+    pub fn spawn(args: &[&str]) -> Self {
+        Self::spawn_with_env(args, &[("DISCOVERYD_BIND", "127.0.0.1")])
+    }
+
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(bin());
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn discoveryd");
+        let stdout = Lines::spawn(child.stdout.take().unwrap());
+        let stderr = Lines::spawn(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdout,
+            stderr,
+            status: None,
+        }
+    }
+
+    /// `run --port 0` with this config file; waits until it listens.
+    pub fn run(config: &ConfigDir, extra: &[&str]) -> (Self, u16) {
+        let path = config.path();
+        let mut args = vec!["run", "--config", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut daemon = Self::spawn(&args);
+        let port = daemon.listening_port();
+        (daemon, port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the `[OK] ... listening on <addr>` line; returns the port.
+    pub fn listening_port(&mut self) -> u16 {
+        let line = self.expect_stdout("[OK] discovery service listening on ");
+        let addr: SocketAddr = line
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("listening address");
+        addr.port()
+    }
+
+    pub fn expect_stdout(&mut self, needle: &str) -> String {
+        match self.stdout.wait_for(needle, DEADLINE) {
+            Some(line) => line,
+            None => panic!("no stdout line with {needle:?} within {DEADLINE:?}"),
+        }
+    }
+
+    pub fn expect_stderr(&mut self, needle: &str) -> String {
+        match self.stderr.wait_for(needle, DEADLINE) {
+            Some(line) => line,
+            None => panic!("no stderr line with {needle:?} within {DEADLINE:?}"),
+        }
+    }
+
+    pub fn stdout_text(&self) -> String {
+        self.stdout.text()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.text()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("send signal");
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait(&mut self) -> i32 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.status = Some(status);
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "discoveryd did not exit within {DEADLINE:?}"
+            );
+            // Waiting on a child has no timeout in std: poll it.
+            std::thread::yield_now();
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- discoveryd stdout ---\n{}", self.stdout.text());
+            eprintln!("--- discoveryd stderr ---\n{}", self.stderr.text());
+        }
+    }
+}
+
+/// Runs `discoveryd <args>` to completion: (exit code, stdout, stderr).
+pub fn output(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run discoveryd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A UDP client on loopback.
+pub struct Client {
+    socket: UdpSocket,
+}
+
+impl Client {
+    pub fn new() -> Self {
+        Self::bound_to("127.0.0.1")
+    }
+
+    pub fn bound_to(ip: &str) -> Self {
+        let socket = UdpSocket::bind((ip, 0)).expect("client socket");
+        Self { socket }
+    }
+
+    /// Sends `payload` to `ip:port` and returns the first answer within `wait`.
+    pub fn ask_at(
+        &self,
+        ip: &str,
+        port: u16,
+        payload: &[u8],
+        wait: Duration,
+    ) -> Option<(String, SocketAddr)> {
+        self.socket.send_to(payload, (ip, port)).expect("send");
+        self.socket.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 65_536];
+        match self.socket.recv_from(&mut buf) {
+            Ok((n, from)) => Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from)),
+            Err(_) => None,
+        }
+    }
+
+    /// One request to 127.0.0.1:`port`; `None` when nothing came back in time.
+    pub fn ask(&self, port: u16, payload: &[u8]) -> Option<String> {
+        self.ask_at("127.0.0.1", port, payload, Duration::from_millis(300))
+            .map(|(reply, _)| reply)
+    }
+
+    /// Asks until the answer is `expected` or the deadline passes.
+    pub fn ask_until(&self, port: u16, payload: &[u8], expected: &str) -> Duration {
+        let start = Instant::now();
+        loop {
+            let reply = self
+                .ask_at("127.0.0.1", port, payload, Duration::from_millis(20))
+                .map(|(r, _)| r);
+            if reply.as_deref() == Some(expected) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "never answered {expected:?} (last: {reply:?})"
+            );
+            self.drain();
+        }
+    }
+
+    /// Drops late answers to earlier requests.
+    pub fn drain(&self) {
+        self.socket.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 2048];
+        while self.socket.recv_from(&mut buf).is_ok() {}
+        self.socket.set_nonblocking(false).unwrap();
+    }
+}
+
+/// A UDP port that was free a moment ago (for config files, which cannot
+/// say port 0).
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Binds `port` on loopback and holds it, as another process would.
+pub fn hold(port: u16) -> UdpSocket {
+    UdpSocket::bind(("127.0.0.1", port)).expect("hold port")
+}
+
+/// A config file body for `port` with the given extra lines.
+pub fn config_for(port: u16, extra: &str) -> String {
+    format!("port = {port}\nbind = \"127.0.0.1\"\n{extra}\n")
+}
