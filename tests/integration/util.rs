@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -13,40 +13,36 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// How long any single expectation may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
-pub fn bin() -> &'static str {
+pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_discoveryd")
 }
 
 /// A temporary directory holding a config file.
-pub struct ConfigDir {
+pub(crate) struct ConfigDir {
     dir: tempfile::TempDir,
 }
 
 impl ConfigDir {
-    pub fn new(toml: &str) -> Self {
+    pub(crate) fn new(toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let this = Self { dir };
         this.write(toml);
         this
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.path().join("discoveryd.toml")
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// Writes the config in place (truncate and write, like most editors).
-    pub fn write(&self, toml: &str) {
+    pub(crate) fn write(&self, toml: &str) {
         std::fs::write(self.path(), toml).expect("write config");
     }
 
     /// Writes the config atomically: a temporary file renamed over it.
-    pub fn write_by_rename(&self, toml: &str) {
+    pub(crate) fn write_by_rename(&self, toml: &str) {
         let tmp = self.dir.path().join(".discoveryd.toml.swp");
         std::fs::write(&tmp, toml).expect("write temp config");
         std::fs::rename(&tmp, self.path()).expect("rename config");
@@ -93,7 +89,7 @@ impl Lines {
 
 /// A `discoveryd` process, killed when dropped; its output is printed if
 /// the test fails.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     stdout: Lines,
     stderr: Lines,
@@ -103,11 +99,11 @@ pub struct Daemon {
 impl Daemon {
     /// Spawns `discoveryd <args>`, bound to loopback unless the args or the
     /// config say otherwise.
-    pub fn spawn(args: &[&str]) -> Self {
+    pub(crate) fn spawn(args: &[&str]) -> Self {
         Self::spawn_with_env(args, &[("DISCOVERYD_BIND", "127.0.0.1")])
     }
 
-    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(bin());
         command
             .args(args)
@@ -129,7 +125,7 @@ impl Daemon {
     }
 
     /// `run --port 0` with this config file; waits until it listens.
-    pub fn run(config: &ConfigDir, extra: &[&str]) -> (Self, u16) {
+    pub(crate) fn run(config: &ConfigDir, extra: &[&str]) -> (Self, u16) {
         let path = config.path();
         let mut args = vec!["run", "--config", path.to_str().unwrap()];
         args.extend_from_slice(extra);
@@ -138,12 +134,12 @@ impl Daemon {
         (daemon, port)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Waits for the `[OK] ... listening on <addr>` line; returns the port.
-    pub fn listening_port(&mut self) -> u16 {
+    pub(crate) fn listening_port(&mut self) -> u16 {
         let line = self.expect_stdout("[OK] discovery service listening on ");
         let addr: SocketAddr = line
             .rsplit(' ')
@@ -154,34 +150,34 @@ impl Daemon {
         addr.port()
     }
 
-    pub fn expect_stdout(&mut self, needle: &str) -> String {
+    pub(crate) fn expect_stdout(&mut self, needle: &str) -> String {
         match self.stdout.wait_for(needle, DEADLINE) {
             Some(line) => line,
             None => panic!("no stdout line with {needle:?} within {DEADLINE:?}"),
         }
     }
 
-    pub fn expect_stderr(&mut self, needle: &str) -> String {
+    pub(crate) fn expect_stderr(&mut self, needle: &str) -> String {
         match self.stderr.wait_for(needle, DEADLINE) {
             Some(line) => line,
             None => panic!("no stderr line with {needle:?} within {DEADLINE:?}"),
         }
     }
 
-    pub fn stdout_text(&self) -> String {
+    pub(crate) fn stdout_text(&self) -> String {
         self.stdout.text()
     }
 
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         self.stderr.text()
     }
 
-    pub fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), signal).expect("send signal");
     }
 
     /// Waits for the process to exit; returns its exit code.
-    pub fn wait(&mut self) -> i32 {
+    pub(crate) fn wait(&mut self) -> i32 {
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -213,7 +209,7 @@ impl Drop for Daemon {
 }
 
 /// Runs `discoveryd <args>` to completion: (exit code, stdout, stderr).
-pub fn output(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn output(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin())
         .args(args)
         .stdin(Stdio::null())
@@ -227,22 +223,22 @@ pub fn output(args: &[&str]) -> (i32, String, String) {
 }
 
 /// A UDP client on loopback.
-pub struct Client {
+pub(crate) struct Client {
     socket: UdpSocket,
 }
 
 impl Client {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::bound_to("127.0.0.1")
     }
 
-    pub fn bound_to(ip: &str) -> Self {
+    pub(crate) fn bound_to(ip: &str) -> Self {
         let socket = UdpSocket::bind((ip, 0)).expect("client socket");
         Self { socket }
     }
 
     /// Sends `payload` to `ip:port` and returns the first answer within `wait`.
-    pub fn ask_at(
+    pub(crate) fn ask_at(
         &self,
         ip: &str,
         port: u16,
@@ -259,13 +255,13 @@ impl Client {
     }
 
     /// One request to 127.0.0.1:`port`; `None` when nothing came back in time.
-    pub fn ask(&self, port: u16, payload: &[u8]) -> Option<String> {
+    pub(crate) fn ask(&self, port: u16, payload: &[u8]) -> Option<String> {
         self.ask_at("127.0.0.1", port, payload, Duration::from_millis(300))
             .map(|(reply, _)| reply)
     }
 
     /// Asks until the answer is `expected` or the deadline passes.
-    pub fn ask_until(&self, port: u16, payload: &[u8], expected: &str) -> Duration {
+    pub(crate) fn ask_until(&self, port: u16, payload: &[u8], expected: &str) -> Duration {
         let start = Instant::now();
         loop {
             let reply = self
@@ -283,7 +279,7 @@ impl Client {
     }
 
     /// Drops late answers to earlier requests.
-    pub fn drain(&self) {
+    pub(crate) fn drain(&self) {
         self.socket.set_nonblocking(true).unwrap();
         let mut buf = [0u8; 2048];
         while self.socket.recv_from(&mut buf).is_ok() {}
@@ -293,7 +289,7 @@ impl Client {
 
 /// A UDP port that was free a moment ago (for config files, which cannot
 /// say port 0).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -302,11 +298,11 @@ pub fn free_port() -> u16 {
 }
 
 /// Binds `port` on loopback and holds it, as another process would.
-pub fn hold(port: u16) -> UdpSocket {
+pub(crate) fn hold(port: u16) -> UdpSocket {
     UdpSocket::bind(("127.0.0.1", port)).expect("hold port")
 }
 
 /// A config file body for `port` with the given extra lines.
-pub fn config_for(port: u16, extra: &str) -> String {
+pub(crate) fn config_for(port: u16, extra: &str) -> String {
     format!("port = {port}\nbind = \"127.0.0.1\"\n{extra}\n")
 }

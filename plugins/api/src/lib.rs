@@ -129,6 +129,11 @@ impl Registry {
     }
 }
 
+/// The README's plugin guide, compiled as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
