@@ -144,6 +144,13 @@ pub enum ConfigError {
         /// What the OS said.
         reason: String,
     },
+    /// The config file became empty while running (a half-written save,
+    /// most likely); applying it would reset every key to its default.
+    #[error("{path}: the file is empty; an empty file would reset every key to its default, so it is ignored while running (write a comment in it to mean that)")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
     /// The config file is not valid TOML.
     #[error("{path}:{line}:{column}: invalid TOML: {reason}; fix the syntax there")]
     Syntax {
@@ -255,9 +262,19 @@ impl ConfigSource {
 
     /// Loads and validates the layered configuration.
     pub fn load(&self) -> Result<Config, ConfigErrors> {
+        self.load_file(Emptiness::Allowed)
+    }
+
+    /// Loads again while running: as [`load`](Self::load), but an empty
+    /// file is rejected instead of resetting everything to defaults.
+    pub fn reload(&self) -> Result<Config, ConfigErrors> {
+        self.load_file(Emptiness::Rejected)
+    }
+
+    fn load_file(&self, empty: Emptiness) -> Result<Config, ConfigErrors> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &self.path {
-            figment = figment.merge(FileLayer::read(path)?);
+            figment = figment.merge(FileLayer::read(path, empty)?);
         }
         let figment = figment
             .merge(Env::prefixed(ENV_PREFIX).split("__").filter(|k| {
@@ -412,6 +429,13 @@ fn de_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error
     d.deserialize_any(Visitor)
 }
 
+/// Whether an empty config file is acceptable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Emptiness {
+    Allowed,
+    Rejected,
+}
+
 /// The config file, read once and parsed with a precise syntax error.
 struct FileLayer {
     path: PathBuf,
@@ -419,11 +443,16 @@ struct FileLayer {
 }
 
 impl FileLayer {
-    fn read(path: &Path) -> Result<Self, ConfigError> {
+    fn read(path: &Path, empty: Emptiness) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
+        if empty == Emptiness::Rejected && text.trim().is_empty() {
+            return Err(ConfigError::Empty {
+                path: path.to_owned(),
+            });
+        }
         let table = text.parse::<toml::Table>().map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |s| line_column(&text, s.start));
             ConfigError::Syntax {
@@ -656,6 +685,20 @@ mod tests {
             );
             let e = one_error(load(jail, "port = 99\nmessage = \n"));
             assert!(e.starts_with("d.toml:2:11: invalid TOML"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_file_is_defaults_at_start_but_rejected_on_reload() {
+        Jail::expect_with(|jail| {
+            jail.create_file("d.toml", "\n")?;
+            let source = ConfigSource::file("d.toml");
+            assert_eq!(source.load().unwrap(), Config::default());
+            let e = one_error(source.reload());
+            assert!(e.starts_with("d.toml: the file is empty"), "{e}");
+            jail.create_file("d.toml", "# defaults, on purpose\n")?;
+            assert_eq!(source.reload().unwrap(), Config::default());
             Ok(())
         });
     }

@@ -98,7 +98,7 @@ impl ConfigActor {
     }
 
     fn reload(&mut self, trigger: &'static str) {
-        let config = match self.source.load() {
+        let config = match self.source.reload() {
             Ok(config) => config,
             Err(errors) => return self.supervisor.do_send(ConfigRejected { errors }),
         };

@@ -46,6 +46,9 @@ struct Candidate {
     config: Arc<Config>,
     snapshot: Arc<Snapshot>,
     diff: ConfigDiff,
+    /// Set when the old listener had to close first (the new addresses
+    /// overlap it): the addresses to bring back if the candidate fails.
+    rollback: Option<Vec<SocketAddr>>,
 }
 
 /// Which child a scheduled (re)spawn is for.
@@ -67,6 +70,7 @@ pub(crate) struct SupervisorActor {
     live: HashSet<Incarnation>,
     active: Option<Child>,
     candidate: Option<Candidate>,
+    handover: Option<Candidate>,
     pinned_port: Option<u16>,
     announced: bool,
     config_actor: Option<Addr<ConfigActor>>,
@@ -96,6 +100,7 @@ impl SupervisorActor {
             live: HashSet::new(),
             active: None,
             candidate: None,
+            handover: None,
             pinned_port: None,
             announced: false,
             config_actor: None,
@@ -202,6 +207,13 @@ impl SupervisorActor {
         addr: SocketAddr,
         failure: BindFailure,
     ) {
+        let first_overlap = self
+            .candidate
+            .as_ref()
+            .is_some_and(|c| c.rollback.is_none());
+        if role == Role::Candidate && failure.held_by_us() && first_overlap {
+            return self.hand_over();
+        }
         let strategy = match (role, &self.candidate) {
             (Role::Candidate, Some(c)) => c.config.supervision.retry_after_cleanup.clone(),
             _ => self.config.supervision.retry_after_cleanup.clone(),
@@ -220,19 +232,50 @@ impl SupervisorActor {
         let error = failure.into_error(addr, attempt, &self.source);
         match role {
             Role::Candidate => {
-                self.candidate = None;
                 let key = if self.config.port == addr.port() {
                     "bind"
                 } else {
                     "port"
                 };
-                let errors = ConfigErrors(vec![self
-                    .source
-                    .error(key, format!("{error}; the running config keeps serving"))]);
-                ctx.notify(ConfigRejected { errors });
+                self.reject_candidate(ctx, key, &error);
             }
             Role::Active => self.begin_stop(Err(error), ctx),
         }
+    }
+
+    /// The new addresses overlap our own running sockets (a `bind` change
+    /// on the same port), so make-before-break cannot work: close the old
+    /// listener first, then bind the new one, keeping the old addresses to
+    /// restore if that fails.
+    fn hand_over(&mut self) {
+        let (Some(mut candidate), Some(active)) = (self.candidate.take(), &self.active) else {
+            return;
+        };
+        info!(old = ?active.addrs, new = ?candidate.child.addrs, "new addresses overlap the running ones; closing the old first");
+        candidate.rollback = Some(active.addrs.clone());
+        active.addr.do_send(StopListener);
+        self.handover = Some(candidate);
+    }
+
+    /// Drops the reload in progress, restores the old addresses if they
+    /// were closed for it, and logs why.
+    fn reject_candidate(
+        &mut self,
+        ctx: &mut Context<Self>,
+        key: &str,
+        error: &dyn std::fmt::Display,
+    ) {
+        let Some(candidate) = self.candidate.take() else {
+            return;
+        };
+        if let Some(old) = candidate.rollback {
+            warn!(addrs = ?old, "restoring the previous addresses");
+            self.respawn(ctx, Role::Active, old, 0);
+        }
+        let errors = ConfigErrors(vec![self
+            .source
+            .error(key, format!("{error}; the running config keeps serving"))]);
+        ctx.notify(ConfigRejected { errors });
     }
 
     /// Restart-on-failure for the active listener.
@@ -310,6 +353,11 @@ enum BindFailure {
 }
 
 impl BindFailure {
+    /// True when the port is busy because of our own sockets.
+    fn held_by_us(&self) -> bool {
+        matches!(self, BindFailure::Busy(Some(holder)) if holder.pid == std::process::id())
+    }
+
     fn retryable(&self) -> bool {
         matches!(
             self,
@@ -433,13 +481,7 @@ impl Handler<ListenerFailed> for SupervisorActor {
                 e.addr,
                 BindFailure::Other(e.kind, e.source.to_string()),
             ),
-            (Role::Candidate, error) => {
-                self.candidate = None;
-                let errors = ConfigErrors(vec![self
-                    .source
-                    .error("bind", format!("{error}; the running config keeps serving"))]);
-                ctx.notify(ConfigRejected { errors });
-            }
+            (Role::Candidate, error) => self.reject_candidate(ctx, "bind", &error),
             (Role::Active, error) => self.restart_active(ctx, &error),
         }
     }
@@ -449,7 +491,13 @@ impl Handler<ListenerStopped> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, msg: ListenerStopped, ctx: &mut Context<Self>) {
-        self.exited(msg.incarnation, ctx);
+        if self.exited(msg.incarnation, ctx) == Some(Role::Active) {
+            // The old sockets of a hand-over are closed: bind the new ones.
+            if let Some(mut candidate) = self.handover.take() {
+                candidate.child = self.spawn(ctx, candidate.child.addrs.clone(), 0);
+                self.candidate = Some(candidate);
+            }
+        }
     }
 }
 
@@ -458,6 +506,14 @@ impl Handler<ConfigChanged> for SupervisorActor {
 
     fn handle(&mut self, msg: ConfigChanged, ctx: &mut Context<Self>) {
         if self.stopping.is_some() {
+            return;
+        }
+        if let Some(mut pending) = self.handover.take() {
+            // The old listener is closing for an earlier reload: bring this
+            // configuration up in its place instead.
+            pending.child.addrs = self.addrs_for(&msg.config);
+            (pending.config, pending.snapshot, pending.diff) = (msg.config, msg.snapshot, msg.diff);
+            self.handover = Some(pending);
             return;
         }
         if let Some(superseded) = self.candidate.take() {
@@ -473,6 +529,7 @@ impl Handler<ConfigChanged> for SupervisorActor {
                 config: msg.config,
                 snapshot: msg.snapshot,
                 diff: msg.diff,
+                rollback: None,
             });
         } else {
             self.shared.snapshot.store(msg.snapshot);

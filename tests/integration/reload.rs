@@ -163,6 +163,7 @@ fn invalid_edits_are_rejected_by_file_and_key_and_the_old_config_serves_on() {
     let path = config.path().display().to_string();
     for (body, key) in [
         ("port = \n".to_owned(), "invalid TOML".to_owned()),
+        (String::new(), "the file is empty".into()),
         (config_for(port, "colour = \"red\""), "key `colour`".into()),
         ("port = 0\n".into(), "key `port`".into()),
         ("port = 70000\n".into(), "key `port`".into()),
@@ -225,5 +226,40 @@ fn reload_latency_from_write_to_new_answer() {
     eprintln!(
         "reload latency over 20 reloads: p50 {:?}, max {:?}",
         times[10], times[19]
+    );
+}
+
+#[test]
+fn a_bind_change_on_the_same_port_hands_over_to_the_new_sockets() {
+    // 0.0.0.0:port overlaps our own 127.0.0.1:port, so the old socket must
+    // close first; 127.0.0.2 is reachable only through the new wildcard bind.
+    let port = free_port();
+    let config = ConfigDir::new(&config_for(port, ""));
+    // Not `Daemon::run`: its DISCOVERYD_BIND would outrank the file's bind.
+    let path = config.path();
+    let mut daemon = Daemon::spawn_with_env(&["run", "--config", path.to_str().unwrap()], &[]);
+    daemon.listening_port();
+    config.write(&format!(
+        "port = {port}\nbind = \"0.0.0.0\"\nmessage = \"WIDE\"\n"
+    ));
+    daemon.expect_stderr("closing the old first");
+    let client = Client::new();
+    let deadline = std::time::Instant::now() + crate::util::DEADLINE;
+    loop {
+        let reply = client
+            .ask_at("127.0.0.2", port, b"WIDE", Duration::from_millis(50))
+            .map(|(r, _)| r);
+        if reply.as_deref() == Some("SERVER_IP:127.0.0.2") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never answered on the new bind: {reply:?}"
+        );
+    }
+    assert!(
+        !daemon.stderr_text().contains("config rejected"),
+        "{}",
+        daemon.stderr_text()
     );
 }
