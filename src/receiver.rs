@@ -159,3 +159,66 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigSource};
+    use crate::responders::registry;
+
+    /// Serves `n` datagrams (valid and junk, alternately) on this thread
+    /// and returns how many allocations serving them took.
+    fn allocations_to_serve(n: usize) -> u64 {
+        let socket = crate::net::bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let snapshot = Snapshot::build(
+            &Config::default(),
+            &registry(),
+            &ConfigSource::default(),
+            None,
+        )
+        .unwrap();
+        let shared = Shared {
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            counters: Arc::default(),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let socket = Arc::new(socket);
+        let client = std::thread::spawn({
+            let (stop, socket) = (Arc::clone(&stop), Arc::clone(&socket));
+            move || {
+                let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+                client
+                    .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                let mut buf = [0u8; 64];
+                for i in 0..n {
+                    if i % 2 == 0 {
+                        client.send_to(b"DISCOVER_SERVER", addr).unwrap();
+                        let (len, _) = client.recv_from(&mut buf).unwrap();
+                        assert_eq!(&buf[..len], b"SERVER_IP:127.0.0.1");
+                    } else {
+                        client.send_to(b"junk that gets no answer", addr).unwrap();
+                    }
+                }
+                stop.store(true, Ordering::Release);
+                wake(socket.as_ref());
+            }
+        });
+        let info = allocation_counter::measure(|| serve(&socket, &shared, &stop).unwrap());
+        client.join().unwrap();
+        let counters = &shared.counters;
+        assert_eq!(
+            counters.answered.load(Ordering::Relaxed),
+            n.div_ceil(2) as u64
+        );
+        info.count_total
+    }
+
+    #[test]
+    fn the_receive_loop_allocates_nothing_per_datagram() {
+        // The first run in a process pays one-time lazy initialisations.
+        allocations_to_serve(2);
+        assert_eq!(allocations_to_serve(50), allocations_to_serve(2_000));
+    }
+}
