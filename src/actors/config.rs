@@ -13,7 +13,8 @@ use std::time::Duration;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, SpawnHandle};
 use arc_swap::ArcSwap;
 use discoveryd_api::Registry;
-use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tracing::{debug, info, warn};
 
 use crate::actors::SupervisorActor;
@@ -83,11 +84,11 @@ impl ConfigActor {
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 if let Ok(event) = event {
-                    if event
+                    let ours = event
                         .paths
                         .iter()
-                        .any(|p| p.file_name() == Some(name.as_os_str()))
-                    {
+                        .any(|p| p.file_name() == Some(name.as_os_str()));
+                    if ours && changes_content(&event.kind) {
                         me.do_send(FileTouched);
                     }
                 }
@@ -116,6 +117,17 @@ impl ConfigActor {
             }),
             Err(errors) => self.supervisor.do_send(ConfigRejected { errors }),
         }
+    }
+}
+
+/// True for events that can change what the file says. Opening and
+/// reading it (as every reload does) must not count, or each reload would
+/// trigger the next.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Other => false,
     }
 }
 

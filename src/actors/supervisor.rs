@@ -46,9 +46,9 @@ struct Candidate {
     config: Arc<Config>,
     snapshot: Arc<Snapshot>,
     diff: ConfigDiff,
-    /// Set when the old listener had to close first (the new addresses
-    /// overlap it): the addresses to bring back if the candidate fails.
-    rollback: Option<Vec<SocketAddr>>,
+    /// The old listener had to close first (the new addresses overlap it):
+    /// if the candidate fails, the old addresses must be bound again.
+    old_closed: bool,
 }
 
 /// Which child a scheduled (re)spawn is for.
@@ -142,24 +142,31 @@ impl SupervisorActor {
         }
     }
 
-    /// Starts a new incarnation for `role` in place of the one that ended.
+    /// Starts a new incarnation for `role` in place of `replaces`, the one
+    /// that ended. Does nothing if that one is no longer current (a reload
+    /// or a stop came in between).
     fn respawn(
         &mut self,
         ctx: &mut Context<Self>,
         role: Role,
-        addrs: Vec<SocketAddr>,
+        replaces: Incarnation,
         attempt: u32,
     ) {
+        let current = self.child(role).filter(|c| c.incarnation == replaces);
+        let Some(addrs) = current.map(|c| c.addrs.clone()) else {
+            return;
+        };
         if self.stopping.is_some() {
             return;
         }
         let child = self.spawn(ctx, addrs, attempt);
         match role {
             Role::Active => self.active = Some(child),
-            Role::Candidate => match &mut self.candidate {
-                Some(candidate) => candidate.child = child,
-                None => child.addr.do_send(StopListener),
-            },
+            Role::Candidate => {
+                if let Some(candidate) = &mut self.candidate {
+                    candidate.child = child;
+                }
+            }
         }
     }
 
@@ -188,7 +195,8 @@ impl SupervisorActor {
         }
     }
 
-    /// A listener ended; true when the supervisor should go on handling it.
+    /// A listener ended: forgets it, and returns its role when the
+    /// supervisor must act on its end (not while stopping, not if stale).
     fn exited(&mut self, incarnation: Incarnation, ctx: &mut Context<Self>) -> Option<Role> {
         self.live.remove(&incarnation);
         if self.stopping.is_some() {
@@ -207,10 +215,7 @@ impl SupervisorActor {
         addr: SocketAddr,
         failure: BindFailure,
     ) {
-        let first_overlap = self
-            .candidate
-            .as_ref()
-            .is_some_and(|c| c.rollback.is_none());
+        let first_overlap = self.candidate.as_ref().is_some_and(|c| !c.old_closed);
         if role == Role::Candidate && failure.held_by_us() && first_overlap {
             return self.hand_over();
         }
@@ -221,11 +226,11 @@ impl SupervisorActor {
         let Some(child) = self.child(role) else {
             return;
         };
-        let (addrs, attempt) = (child.addrs.clone(), child.attempt + 1);
+        let (replaces, attempt) = (child.incarnation, child.attempt + 1);
         if let (true, Some(delay)) = (failure.retryable(), strategy.next_delay(attempt)) {
             info!(%addr, attempt, retry_in = ?delay, "retrying bind after cleanup");
             ctx.run_later(delay, move |sup, ctx| {
-                sup.respawn(ctx, role, addrs, attempt)
+                sup.respawn(ctx, role, replaces, attempt)
             });
             return;
         }
@@ -252,7 +257,7 @@ impl SupervisorActor {
             return;
         };
         info!(old = ?active.addrs, new = ?candidate.child.addrs, "new addresses overlap the running ones; closing the old first");
-        candidate.rollback = Some(active.addrs.clone());
+        candidate.old_closed = true;
         active.addr.do_send(StopListener);
         self.handover = Some(candidate);
     }
@@ -268,9 +273,9 @@ impl SupervisorActor {
         let Some(candidate) = self.candidate.take() else {
             return;
         };
-        if let Some(old) = candidate.rollback {
-            warn!(addrs = ?old, "restoring the previous addresses");
-            self.respawn(ctx, Role::Active, old, 0);
+        if let (true, Some(old)) = (candidate.old_closed, &self.active) {
+            warn!(addrs = ?old.addrs, "restoring the previous addresses");
+            self.respawn(ctx, Role::Active, old.incarnation, 0);
         }
         let errors = ConfigErrors(vec![self
             .source
@@ -280,8 +285,9 @@ impl SupervisorActor {
 
     /// Restart-on-failure for the active listener.
     fn restart_active(&mut self, ctx: &mut Context<Self>, error: &ListenerError) {
-        let Some(active) = &self.active else { return };
-        let addrs = active.addrs.clone();
+        let Some(replaces) = self.active.as_ref().map(|a| a.incarnation) else {
+            return;
+        };
         match self.restarts.on_failure(Instant::now(), fastrand::f64()) {
             RestartDecision::Restart { delay, restarts } => {
                 self.shared
@@ -290,7 +296,7 @@ impl SupervisorActor {
                     .fetch_add(1, Ordering::Relaxed);
                 warn!(%error, restarts, restart_in = ?delay, "listener failed; restarting");
                 ctx.run_later(delay, move |sup, ctx| {
-                    sup.respawn(ctx, Role::Active, addrs, 0)
+                    sup.respawn(ctx, Role::Active, replaces, 0)
                 });
             }
             RestartDecision::GiveUp { restarts, window } => {
@@ -424,7 +430,9 @@ impl Handler<ListenerStarted> for SupervisorActor {
                     return;
                 };
                 self.shared.snapshot.store(candidate.snapshot);
-                if let Some(old) = self.active.replace(candidate.child) {
+                let mut child = candidate.child;
+                child.addrs.clone_from(&msg.addrs);
+                if let Some(old) = self.active.replace(child) {
                     old.addr.do_send(StopListener);
                 }
                 info!(addrs = ?msg.addrs, "listening on new addresses");
@@ -432,6 +440,9 @@ impl Handler<ListenerStarted> for SupervisorActor {
             }
             Some(Role::Active) => {
                 if let Some(active) = &mut self.active {
+                    // What is really bound (port 0 resolved) is what later
+                    // configs are compared against.
+                    active.addrs.clone_from(&msg.addrs);
                     active.attempt = 0;
                 }
                 if self.config.port == 0 {
@@ -529,7 +540,7 @@ impl Handler<ConfigChanged> for SupervisorActor {
                 config: msg.config,
                 snapshot: msg.snapshot,
                 diff: msg.diff,
-                rollback: None,
+                old_closed: false,
             });
         } else {
             self.shared.snapshot.store(msg.snapshot);

@@ -13,31 +13,40 @@ const QUICK_RETRIES: &str = "[supervision.retry_after_cleanup]\nattempts = 1\nde
 
 #[test]
 fn a_new_message_applies_in_place_without_a_rebind() {
-    let port = free_port();
-    let config = ConfigDir::new(&config_for(port, "message = \"OLD\""));
-    let (mut daemon, _) = Daemon::run(&config, &[]);
+    // `--port 0` as tests use it: the pinned port must not count as a change.
+    let config = ConfigDir::new(&config_for(
+        free_port(),
+        "message = \"OLD\"\nlog_level = \"debug\"",
+    ));
+    let (mut daemon, port) = Daemon::run(&config, &["--port", "0"]);
     let client = Client::new();
     assert_eq!(
         client.ask(port, b"OLD").as_deref(),
         Some("SERVER_IP:127.0.0.1")
     );
-    config.write(&config_for(
-        port,
+    let edit = |extra: &str| config_for(port, &format!("log_level = \"debug\"\n{extra}"));
+    config.write(&edit(
         "message = \"NEW\"\nresponse_prefix = \"HERE:\"\nservice_port = 81",
     ));
     client.ask_until(port, b"NEW", "HERE:127.0.0.1:81");
     assert_eq!(client.ask(port, b"OLD"), None);
     let line = daemon.expect_stderr("config reloaded");
+    for key in ["message", "response_prefix", "service_port"] {
+        assert!(line.contains(key), "{key} missing: {line}");
+    }
+    // A second edit lands too, and reading the file for a reload must not
+    // itself count as a change (that would reload every debounce period).
+    config.write(&edit("message = \"NEWER\""));
+    client.ask_until(port, b"NEWER", "SERVER_IP:127.0.0.1");
+    daemon.expect_stderr("config reloaded");
+    let err = daemon.stderr_text();
     assert!(
-        line.contains("message")
-            && line.contains("response_prefix")
-            && line.contains("service_port"),
-        "{line}"
+        !err.contains("binding the new addresses"),
+        "rebound for an in-place change:\n{err}"
     );
     assert!(
-        !daemon.stderr_text().contains("binding the new addresses"),
-        "{}",
-        daemon.stderr_text()
+        !err.contains("config unchanged"),
+        "reloaded without a change:\n{err}"
     );
 }
 
