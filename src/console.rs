@@ -58,7 +58,7 @@ pub(crate) fn banner(config: &Config, source: &ConfigSource, snapshot: &Snapshot
 }
 
 /// The status line once bound, and how to try it.
-pub(crate) fn listening(addrs: &[SocketAddr], message: &str) {
+pub(crate) fn listening(addrs: &[SocketAddr]) {
     for addr in addrs {
         println!("[OK] discovery service listening on {addr}");
     }
@@ -69,8 +69,8 @@ pub(crate) fn listening(addrs: &[SocketAddr], message: &str) {
             ip => ip,
         };
         println!(
-            "Test it with: printf '{message}' | nc -u -w1 {ip} {}",
-            addr.port()
+            "Test it with: discoveryd discover --target {}",
+            SocketAddr::new(ip, addr.port())
         );
     }
 }

@@ -5,6 +5,7 @@
 //! [`ConfigSource`], installs logging and calls [`run`] or [`check`].
 
 mod actors;
+mod client;
 mod config;
 mod console;
 mod duration;
@@ -23,6 +24,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
+pub use client::{
+    broadcast_addresses, discover, discover_blocking, resolve_target, DiscoverOptions, Discovery,
+    Malformed, Server,
+};
 pub use config::{
     Config, ConfigError, ConfigErrors, ConfigSource, LogLevel, Overrides, ResponderConfig,
 };
@@ -31,7 +36,7 @@ pub use error::{Error, EXIT_GAVE_UP, EXIT_INTERNAL, EXIT_OK, EXIT_PORT, EXIT_USA
 pub use logging::LogControl;
 pub use messages::ShutdownReason;
 pub use net::ProcessInfo;
-pub use protocol::{write_reply, CLASSIC};
+pub use protocol::{parse_reply, write_reply, Announcement, BadReply, CLASSIC, MAX_REPLY};
 pub use responders::{registry, Snapshot};
 pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 

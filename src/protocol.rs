@@ -68,6 +68,67 @@ pub fn write_reply(out: &mut Vec<u8>, prefix: &[u8], ip: IpAddr, service_port: O
     };
 }
 
+/// A server's answer, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announcement {
+    /// The address the server advertises.
+    pub ip: IpAddr,
+    /// The service port, when the server sent one.
+    pub service_port: Option<u16>,
+}
+
+/// Why an answer could not be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadReply {
+    /// It does not start with the response prefix.
+    #[error("wrong prefix")]
+    Prefix,
+    /// What follows the prefix is not an address.
+    #[error("not an IP address")]
+    Address,
+    /// The port is not a number from 1 to 65535.
+    #[error("bad port")]
+    Port,
+    /// Longer than any answer can be.
+    #[error("oversize")]
+    Oversize,
+}
+
+/// The longest answer a client accepts: the prefix, a bracketed IPv6
+/// address and a port fit with room to spare.
+pub const MAX_REPLY: usize = 512;
+
+/// Parses `prefix<ip>[:<port>]` (or `prefix[<ipv6>]:<port>`), as
+/// [`write_reply`] writes it.
+pub fn parse_reply(prefix: &[u8], reply: &[u8]) -> Result<Announcement, BadReply> {
+    if reply.len() > MAX_REPLY {
+        return Err(BadReply::Oversize);
+    }
+    let rest = reply.strip_prefix(prefix).ok_or(BadReply::Prefix)?;
+    let rest = std::str::from_utf8(rest).map_err(|_| BadReply::Address)?;
+    if let Ok(ip) = rest.parse::<IpAddr>() {
+        return Ok(Announcement {
+            ip,
+            service_port: None,
+        });
+    }
+    let (host, port) = rest.rsplit_once(':').ok_or(BadReply::Address)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip = host.parse::<IpAddr>().map_err(|_| BadReply::Address)?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or(BadReply::Port)?;
+    Ok(Announcement {
+        ip,
+        service_port: Some(port),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +213,45 @@ mod tests {
         };
         let err = build_classic(&ctx).err().unwrap().to_string();
         assert!(err.contains("message"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_write_reply_writes() {
+        for (ip, port) in [
+            ("10.1.2.3", None),
+            ("10.1.2.3", Some(8080)),
+            ("fe80::1", None),
+            ("fe80::1", Some(80)),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            write_reply(&mut out, b"SERVER_IP:", ip, port);
+            assert_eq!(
+                parse_reply(b"SERVER_IP:", &out),
+                Ok(Announcement {
+                    ip,
+                    service_port: port
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_replies_by_reason() {
+        let bad = |r: &[u8]| parse_reply(b"SERVER_IP:", r).unwrap_err();
+        assert_eq!(bad(b"SERVER_XX:10.0.0.1"), BadReply::Prefix);
+        assert_eq!(bad(b"SERVER_IP:"), BadReply::Address);
+        assert_eq!(bad(b"SERVER_IP:not-an-ip"), BadReply::Address);
+        assert_eq!(bad(b"SERVER_IP:10.0.0.300"), BadReply::Address);
+        assert_eq!(bad(b"SERVER_IP:10.0.0.1:"), BadReply::Port);
+        assert_eq!(bad(b"SERVER_IP:10.0.0.1:0"), BadReply::Port);
+        assert_eq!(bad(b"SERVER_IP:10.0.0.1:65536"), BadReply::Port);
+        assert_eq!(bad(b"SERVER_IP:\xff"), BadReply::Address);
+        assert_eq!(bad(&[b'S'; MAX_REPLY + 1]), BadReply::Oversize);
     }
 }

@@ -454,7 +454,7 @@ impl Handler<ListenerStarted> for SupervisorActor {
                 }
                 self.announced = true;
                 info!(addrs = ?msg.addrs, "listening for discovery requests");
-                console::listening(&msg.addrs, &self.config.message);
+                console::listening(&msg.addrs);
                 if let Some(after) = self.config.duration {
                     console::timer_set(after);
                     TimerActor::new(after, ctx.address()).start();

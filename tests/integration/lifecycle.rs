@@ -31,7 +31,7 @@ fn run_prints_the_configuration_the_real_address_and_how_to_test() {
         "{out}"
     );
     daemon.expect_stdout(&format!(
-        "Test it with: printf 'HELLO' | nc -u -w1 127.0.0.1 {port}"
+        "Test it with: discoveryd discover --target 127.0.0.1:{port}"
     ));
 }
 

@@ -4,6 +4,7 @@
 mod answering;
 mod check;
 mod conflict;
+mod discover;
 mod lifecycle;
 mod plugins;
 mod reload;

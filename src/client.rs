@@ -1,0 +1,323 @@
+//! The discovery client: sends the request to every IPv4 broadcast
+//! address and to any targets, and collects the answers until the timeout
+//! (or the first one). Duplicates are removed by (ip, port); malformed
+//! answers are counted, never trusted.
+//!
+//! [`discover`] is async (tokio); [`discover_blocking`] wraps it for
+//! callers without a runtime.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use nix::ifaddrs::getifaddrs;
+use nix::net::if_::InterfaceFlags;
+use serde::Serialize;
+use tokio::net::UdpSocket;
+
+use crate::config::Config;
+use crate::protocol::{parse_reply, MAX_REPLY};
+
+/// What to ask, where, and how long to wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverOptions {
+    /// The discovery request.
+    pub message: String,
+    /// The prefix answers must start with.
+    pub response_prefix: String,
+    /// The port broadcasts go to.
+    pub port: u16,
+    /// How long to wait for answers.
+    pub timeout: Duration,
+    /// Extra destinations (unicast or broadcast).
+    pub targets: Vec<SocketAddr>,
+    /// Also send to every IPv4 interface's broadcast address.
+    pub broadcast: bool,
+    /// Return at the first valid answer.
+    pub first: bool,
+}
+
+impl DiscoverOptions {
+    /// Options matching a server configuration: same message, prefix and
+    /// port, the configured `timeout`, broadcast only.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            message: config.message.clone(),
+            response_prefix: config.response_prefix.clone(),
+            port: config.port,
+            timeout: config.timeout.get(),
+            targets: Vec::new(),
+            broadcast: true,
+            first: false,
+        }
+    }
+}
+
+/// A server that answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Server {
+    /// The address it advertises.
+    pub ip: IpAddr,
+    /// The service port it advertises, if any.
+    pub port: Option<u16>,
+    /// Where the answer came from.
+    pub from: SocketAddr,
+    /// Time from sending to this answer.
+    #[serde(rename = "rtt_ms", serialize_with = "millis")]
+    pub rtt: Duration,
+    /// The answer as received.
+    pub reply: String,
+}
+
+/// An answer that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Malformed {
+    /// Where it came from.
+    pub from: SocketAddr,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The start of it, lossily decoded.
+    pub reply: String,
+}
+
+/// The outcome of one discovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Discovery {
+    /// The servers found, in order of answer, without duplicates.
+    pub servers: Vec<Server>,
+    /// Answers ignored because they were malformed.
+    pub malformed: Vec<Malformed>,
+    /// Where the request was sent.
+    pub sent_to: Vec<SocketAddr>,
+    /// Destinations the request could not be sent to, and why.
+    pub send_errors: Vec<(SocketAddr, String)>,
+    /// How long the discovery took.
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    pub elapsed: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
+/// The broadcast address of every IPv4 interface that is up and can
+/// broadcast (loopback excluded).
+pub fn broadcast_addresses() -> Vec<Ipv4Addr> {
+    let Ok(interfaces) = getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<Ipv4Addr> = interfaces
+        .filter(|i| {
+            i.flags
+                .contains(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_BROADCAST)
+        })
+        .filter(|i| !i.flags.contains(InterfaceFlags::IFF_LOOPBACK))
+        .filter_map(|i| i.broadcast?.as_sockaddr_in().map(|a| a.ip()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Runs one discovery.
+pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
+    let mut destinations = options.targets.clone();
+    if options.broadcast {
+        destinations.extend(
+            broadcast_addresses()
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip.into(), options.port)),
+        );
+    }
+    let mut seen = HashSet::new();
+    destinations.retain(|d| seen.insert(*d));
+
+    let v4 = bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
+    let v6 = if destinations.iter().any(SocketAddr::is_ipv6) {
+        Some(bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))?)
+    } else {
+        None
+    };
+
+    let start = Instant::now();
+    let mut discovery = Discovery::default();
+    for &to in &destinations {
+        let socket = if to.is_ipv6() {
+            v6.as_ref().unwrap_or(&v4)
+        } else {
+            &v4
+        };
+        match socket.send_to(options.message.as_bytes(), to).await {
+            Ok(_) => discovery.sent_to.push(to),
+            Err(e) => discovery.send_errors.push((to, e.to_string())),
+        }
+    }
+    if !discovery.sent_to.is_empty() {
+        let deadline = tokio::time::Instant::from_std(start + options.timeout);
+        let mut collector = Collector {
+            options,
+            start,
+            seen: HashSet::new(),
+            discovery: &mut discovery,
+        };
+        let mut buf = vec![0u8; MAX_REPLY + 1];
+        let mut buf6 = vec![0u8; MAX_REPLY + 1];
+        loop {
+            let received = tokio::time::timeout_at(deadline, async {
+                match &v6 {
+                    Some(v6) => tokio::select! {
+                        r = v4.recv_from(&mut buf) => r.map(|(n, from)| (&buf[..n], from)),
+                        r = v6.recv_from(&mut buf6) => r.map(|(n, from)| (&buf6[..n], from)),
+                    },
+                    None => v4
+                        .recv_from(&mut buf)
+                        .await
+                        .map(|(n, from)| (&buf[..n], from)),
+                }
+            })
+            .await;
+            match received {
+                Err(_elapsed) => break,
+                // ICMP errors from unreachable targets surface here: skip them.
+                Ok(Err(_)) => continue,
+                Ok(Ok((reply, from))) => {
+                    if collector.take(reply, from) && options.first {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    discovery.elapsed = start.elapsed();
+    Ok(discovery)
+}
+
+/// Resolves a `--target`: `HOST`, `HOST:PORT`, `IP`, `[IPv6]` or
+/// `[IPv6]:PORT`; `default_port` when none is given.
+pub fn resolve_target(target: &str, default_port: u16) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(addr) = target.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let bare = target
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(target);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, default_port)]);
+    }
+    let (host, port) = match target.rsplit_once(':') {
+        Some((host, port)) => {
+            let port = port.parse::<u16>().map_err(|_| {
+                format!("--target {target}: `{port}` is not a port; give HOST or HOST:PORT")
+            })?;
+            (host, port)
+        }
+        None => (target, default_port),
+    };
+    use std::net::ToSocketAddrs as _;
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("--target {target}: cannot resolve `{host}` ({e}); give an IP address or a known host name"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!(
+            "--target {target}: `{host}` has no address; give an IP address"
+        ));
+    }
+    Ok(addrs)
+}
+
+impl Discovery {
+    /// A table of the servers found, one line each, for people.
+    pub fn table(&self) -> String {
+        let width = self
+            .servers
+            .iter()
+            .map(|s| s.ip.to_string().len())
+            .max()
+            .unwrap_or(0)
+            .max(15);
+        let mut out = format!("{:<width$} {:>5} {:>10}  REPLY\n", "IP", "PORT", "RTT");
+        for s in &self.servers {
+            let port = s.port.map_or_else(|| "-".to_owned(), |p| p.to_string());
+            let rtt = format!("{:.2} ms", s.rtt.as_secs_f64() * 1e3);
+            out.push_str(&format!(
+                "{:<width$} {:>5} {:>10}  {}\n",
+                s.ip.to_string(),
+                port,
+                rtt,
+                s.reply
+            ));
+        }
+        out
+    }
+
+    /// One line summing the discovery up.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} server(s) found in {:.0} ms; request sent to {} destination(s); {} malformed repl(ies) ignored",
+            self.servers.len(),
+            self.elapsed.as_secs_f64() * 1e3,
+            self.sent_to.len(),
+            self.malformed.len(),
+        )
+    }
+
+    /// The whole outcome as one JSON document.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a discovery always serializes")
+    }
+}
+
+/// [`discover`] on a private single-threaded runtime.
+pub fn discover_blocking(options: &DiscoverOptions) -> io::Result<Discovery> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(discover(options))
+}
+
+fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    socket.set_broadcast(true)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+/// Sorts answers into servers and malformed ones.
+struct Collector<'a> {
+    options: &'a DiscoverOptions,
+    start: Instant,
+    seen: HashSet<(IpAddr, Option<u16>)>,
+    discovery: &'a mut Discovery,
+}
+
+impl Collector<'_> {
+    /// Records one answer; true when it was a valid one.
+    fn take(&mut self, reply: &[u8], from: SocketAddr) -> bool {
+        match parse_reply(self.options.response_prefix.as_bytes(), reply) {
+            Ok(found) => {
+                if self.seen.insert((found.ip, found.service_port)) {
+                    self.discovery.servers.push(Server {
+                        ip: found.ip,
+                        port: found.service_port,
+                        from,
+                        rtt: self.start.elapsed(),
+                        reply: String::from_utf8_lossy(reply).into_owned(),
+                    });
+                }
+                true
+            }
+            Err(reason) => {
+                let shown = &reply[..reply.len().min(80)];
+                self.discovery.malformed.push(Malformed {
+                    from,
+                    reason: reason.to_string(),
+                    reply: String::from_utf8_lossy(shown).into_owned(),
+                });
+                false
+            }
+        }
+    }
+}

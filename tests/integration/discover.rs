@@ -1,0 +1,210 @@
+//! `discoveryd discover` and the library client, on loopback.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use crate::util::{config_for, free_port, output, ConfigDir, Daemon};
+
+fn json(args: &[&str]) -> (i32, serde_json::Value) {
+    let (code, out, err) = output(args);
+    let doc = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}\n{err}"));
+    (code, doc)
+}
+
+#[test]
+fn finds_a_server_by_target_and_prints_a_table() {
+    let mut daemon = Daemon::spawn(&["run", "--port", "0"]);
+    let port = daemon.listening_port();
+    let target = format!("127.0.0.1:{port}");
+    let (code, out, err) = output(&["discover", "--target", &target]);
+    assert_eq!(code, 0, "{err}");
+    let row = out.lines().nth(1).expect("a row");
+    assert!(
+        row.starts_with("127.0.0.1") && row.ends_with("SERVER_IP:127.0.0.1"),
+        "{out}"
+    );
+    assert!(err.contains("1 server(s) found"), "{err}");
+}
+
+#[test]
+fn json_output_has_each_server_once_with_its_service_port() {
+    let config = ConfigDir::new(&config_for(free_port(), "service_port = 8080"));
+    let (_daemon, port) = Daemon::run(&config, &[]);
+    let target = format!("127.0.0.1:{port}");
+    // The same server asked twice is listed once.
+    let (code, doc) = json(&[
+        "discover",
+        "--target",
+        &target,
+        "--target",
+        &target,
+        "--target",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let servers = doc["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1, "{doc}");
+    assert_eq!(servers[0]["ip"], "127.0.0.1");
+    assert_eq!(servers[0]["port"], 8080);
+    assert_eq!(servers[0]["reply"], "SERVER_IP:127.0.0.1:8080");
+    assert!(servers[0]["rtt_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn first_returns_at_the_first_answer_not_the_timeout() {
+    let mut daemon = Daemon::spawn(&["run", "--port", "0"]);
+    let target = format!("127.0.0.1:{}", daemon.listening_port());
+    let (code, doc) = json(&[
+        "discover",
+        "--target",
+        &target,
+        "--first",
+        "--timeout",
+        "20s",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let elapsed = doc["elapsed_ms"].as_f64().unwrap();
+    assert!(
+        elapsed < 10_000.0,
+        "--first waited {elapsed} ms of a 20 s timeout"
+    );
+}
+
+#[test]
+fn nobody_answering_exits_1() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = silent.local_addr().unwrap().to_string();
+    let (code, out, err) = output(&["discover", "--target", &target, "--timeout", "100ms"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("0 server(s) found"), "{err}");
+}
+
+/// A fake server that answers each request with the next canned reply.
+fn fake_server(replies: &'static [&'static [u8]]) -> String {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        if let Ok((_, from)) = socket.recv_from(&mut buf) {
+            for reply in replies {
+                let _ = socket.send_to(reply, from);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn malformed_answers_are_ignored_and_counted() {
+    let long: &'static [u8] = Box::leak(vec![b'S'; 600].into_boxed_slice());
+    let replies: &'static [&'static [u8]] = Box::leak(Box::new([
+        &b"HELLO"[..],
+        b"SERVER_IP:not-an-ip",
+        b"SERVER_IP:10.0.0.1:99999",
+        long,
+        b"SERVER_IP:192.0.2.7:1234",
+    ]));
+    let target = fake_server(replies);
+    let (code, doc) = json(&[
+        "discover",
+        "--target",
+        &target,
+        "--timeout",
+        "300ms",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let servers = doc["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1, "{doc}");
+    assert_eq!(
+        (servers[0]["ip"].as_str(), servers[0]["port"].as_u64()),
+        (Some("192.0.2.7"), Some(1234))
+    );
+    let reasons: Vec<&str> = doc["malformed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["wrong prefix", "not an IP address", "bad port", "oversize"]
+    );
+
+    let target = fake_server(Box::leak(Box::new([&b"SERVER_IP:junk"[..]])));
+    let (code, out, err) = output(&["discover", "--target", &target, "--timeout", "300ms", "-v"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("malformed reply from") && err.contains("not an IP address"),
+        "{err}"
+    );
+    assert!(err.contains("1 malformed repl(ies) ignored"), "{err}");
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    for args in [
+        &["discover", "--timeout", "0"][..],
+        &["discover", "--target", "127.0.0.1:notaport"],
+        &["discover", "--target", "nohost.invalid"],
+        &["discover", "--frist"],
+    ] {
+        let (code, _, err) = output(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn uses_the_config_file_for_message_and_port() {
+    let port = free_port();
+    let config = ConfigDir::new(&config_for(port, "message = \"WHO_IS_THERE\""));
+    let (_daemon, _) = Daemon::run(&config, &[]);
+    let path = config.path();
+    let (code, doc) = json(&[
+        "discover",
+        "--config",
+        path.to_str().unwrap(),
+        "--target",
+        "127.0.0.1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["sent_to"][0], format!("127.0.0.1:{port}"));
+}
+
+#[test]
+fn ipv6_servers_are_found_over_ipv6() {
+    let config = ConfigDir::new(&format!(
+        "port = {}\nbind = [\"127.0.0.1\", \"::1\"]\n",
+        free_port()
+    ));
+    let path = config.path();
+    let mut daemon = Daemon::spawn_with_env(&["run", "--config", path.to_str().unwrap()], &[]);
+    let port = daemon.listening_port();
+    daemon.expect_stdout(&format!("listening on [::1]:{port}"));
+    let (code, doc) = json(&["discover", "--target", &format!("[::1]:{port}"), "--json"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["servers"][0]["ip"], "::1");
+    assert_eq!(doc["servers"][0]["reply"], "SERVER_IP:::1");
+}
+
+#[test]
+fn the_library_client_finds_the_server_too() {
+    let mut daemon = Daemon::spawn(&["run", "--port", "0"]);
+    let port = daemon.listening_port();
+    let options = discoveryd::DiscoverOptions {
+        targets: vec![([127, 0, 0, 1], port).into()],
+        broadcast: false,
+        first: true,
+        timeout: Duration::from_secs(5),
+        ..discoveryd::DiscoverOptions::from_config(&discoveryd::Config::default())
+    };
+    let found = discoveryd::discover_blocking(&options).unwrap();
+    assert_eq!(found.servers.len(), 1);
+    assert_eq!(found.servers[0].ip, std::net::IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(found.servers[0].port, None);
+}
