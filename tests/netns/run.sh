@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# discoveryd on a simulated LAN, built from network namespaces.
+#
+#   subnet A 192.0.2.0/24 (TEST-NET-1)          subnet B 198.51.100.0/24 (TEST-NET-2)
+#   ca   client            192.0.2.10           cb   client            198.51.100.10
+#   srv  discoveryd        192.0.2.1  <-- same host -->                198.51.100.1  (two-homed)
+#   srv2 discoveryd        192.0.2.2
+#   pya  Python original   192.0.2.3  (no default route)
+#   pyb  Python original                        198.51.100.3 (default route into B)
+#
+# All hosts hang off two bridges in a switch namespace; no namespace has a
+# route out of it. discoveryd hosts have no default route at all. Every
+# address used lives inside these namespaces, which are removed on exit,
+# even on failure. Needs root and iproute2; fails loudly without them.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+die() { echo "netns: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "must run as root to create network namespaces (CI runs as root)"
+command -v ip >/dev/null || die "iproute2 (the ip command) is missing; install it: apt-get install iproute2"
+
+BIN=${DISCOVERYD_BIN:-target/debug/discoveryd}
+[ -x "$BIN" ] || cargo build -q --bin discoveryd || die "cannot build discoveryd"
+BIN=$(realpath "$BIN")
+VENV=${DISCOVERYD_NETNS_VENV:-$PWD/target/netns-venv}
+WORK=$(mktemp -d)
+TAG="dd$$"
+NAMESPACES=(sw srv srv2 ca cb pya pyb)
+
+cleanup() {
+  for ns in "${NAMESPACES[@]}"; do
+    ip netns pids "$TAG-$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+  done
+  for ns in "${NAMESPACES[@]}"; do
+    ip netns del "$TAG-$ns" 2>/dev/null
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+in_ns() { local ns=$1; shift; ip netns exec "$TAG-$ns" "$@"; }
+
+# --- topology --------------------------------------------------------------
+for ns in "${NAMESPACES[@]}"; do
+  ip netns add "$TAG-$ns" || die "cannot create network namespace $TAG-$ns"
+  ip -n "$TAG-$ns" link set lo up
+  in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+done
+for br in a b; do
+  ip -n "$TAG-sw" link add "br-$br" type bridge forward_delay 0
+  ip -n "$TAG-sw" link set "br-$br" up
+done
+# plug HOST IFNAME SUBNET ADDRESS: a veth from HOST's IFNAME to bridge SUBNET.
+plug() {
+  local host=$1 ifname=$2 subnet=$3 addr=$4 port="p-$1-$2"
+  ip -n "$TAG-sw" link add "${port:0:15}" type veth peer name "$ifname" netns "$TAG-$host" || die "cannot create veth"
+  ip -n "$TAG-sw" link set "${port:0:15}" master "br-$subnet" up
+  ip -n "$TAG-$host" addr add "$addr" brd + dev "$ifname"
+  ip -n "$TAG-$host" link set "$ifname" up
+}
+plug srv eth-a a 192.0.2.1/24
+plug srv eth-b b 198.51.100.1/24
+plug srv2 eth0 a 192.0.2.2/24
+plug ca eth0 a 192.0.2.10/24
+plug cb eth0 b 198.51.100.10/24
+plug pya eth0 a 192.0.2.3/24
+plug pyb eth0 b 198.51.100.3/24
+ip -n "$TAG-pyb" route add default via 198.51.100.254
+
+# --- helpers ---------------------------------------------------------------
+passed=0; failed=0
+check() {
+  local name=$1; shift
+  if "$@"; then echo "ok - $name"; passed=$((passed + 1)); else echo "not ok - $name"; failed=$((failed + 1)); fi
+}
+expect() { # expect WHAT GOT WANT
+  [ "$2" = "$3" ] && return 0
+  echo "  $1: got [$2], want [$3]"; return 1
+}
+free_port() {
+  in_ns srv python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("", 0)); print(s.getsockname()[1])'
+}
+# wait_for FILE TEXT: poll FILE for TEXT, with a 10 s deadline.
+wait_for() {
+  local deadline=$((SECONDS + 10))
+  until grep -q "$2" "$1" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { echo "  no '$2' in $1 within 10 s:"; cat "$1"; return 1; }
+    sleep 0.05
+  done
+}
+# found NS ARGS...: "ip:port ..." sorted, as discoveryd discover (JSON) reports it from NS.
+found() {
+  local ns=$1; shift
+  in_ns "$ns" "$BIN" discover --json "$@" 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(" ".join(sorted("%s:%s" % (s["ip"], s["port"] or "-") for s in d["servers"])))'
+}
+elapsed_ms() {
+  local ns=$1; shift
+  in_ns "$ns" "$BIN" discover --json "$@" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["elapsed_ms"])'
+}
+start_discoveryd() { # start_discoveryd NS CONFIG
+  in_ns "$1" "$BIN" run --config "$2" > "$WORK/$1.out" 2> "$WORK/$1.err" &
+  wait_for "$WORK/$1.out" "listening on" || die "discoveryd did not start in $1: $(cat "$WORK/$1.err")"
+}
+
+# --- servers ---------------------------------------------------------------
+P=$(free_port)
+printf 'port = %s\nservice_port = 8080\n' "$P" > "$WORK/srv.toml"
+printf 'port = %s\n' "$P" > "$WORK/srv2.toml"
+start_discoveryd srv "$WORK/srv.toml"
+start_discoveryd srv2 "$WORK/srv2.toml"
+
+# 1. Broadcast discovery from each client finds exactly its subnet's
+#    servers, each with its address on that subnet.
+check "client on A finds srv and srv2 by their A addresses" \
+  expect "from ca" "$(found ca --port "$P" --timeout 1s)" "192.0.2.1:8080 192.0.2.2:-"
+check "client on B finds only srv, by its B address" \
+  expect "from cb" "$(found cb --port "$P" --timeout 1s)" "198.51.100.1:8080"
+
+echo "  what a user on A sees:"
+in_ns ca "$BIN" discover --port "$P" --timeout 1s 2>&1 | sed 's/^/    /'
+
+# 2. --first returns well before the timeout.
+first_ms=$(elapsed_ms ca --port "$P" --timeout 5s --first)
+echo "  --first answered in ${first_ms} ms (timeout 5 s)"
+check "--first returns well before the timeout" awk -v ms="${first_ms:-99999}" 'BEGIN { exit !(ms < 1000) }'
+
+# 3. No default route: never 127.0.0.1 to a remote client (the exact sets
+#    above prove it); the Python original, in the same spot, does answer it.
+check "discoveryd hosts have no default route" \
+  expect "default routes" "$(ip -n "$TAG-srv" route show default; ip -n "$TAG-srv2" route show default)" ""
+
+# --- interop with the Python originals --------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV" || die "cannot create a venv at $VENV"
+fi
+"$VENV/bin/pip" install -q django django-udp-discovery==1.0.0 "django-udp-discovery-client[network]==1.0.0" \
+  || die "cannot install the Python originals from PyPI"
+
+read -r py_found py_secs < <(in_ns ca "$VENV/bin/python" tests/netns/python_client.py "$P" 1.0)
+check "the Python client finds discoveryd with the service port, or 8000" \
+  expect "python client on A" "$py_found" "192.0.2.1:8080,192.0.2.2:8000"
+echo "  the Python client took ${py_secs} s (it always waits its full 1 s timeout)"
+read -r py_found_b _ < <(in_ns cb "$VENV/bin/python" tests/netns/python_client.py "$P" 1.0)
+check "the Python client on B finds discoveryd's B address" \
+  expect "python client on B" "$py_found_b" "198.51.100.1:8080"
+
+PP=$(free_port)
+for host in pya pyb; do
+  in_ns "$host" "$VENV/bin/python" tests/netns/python_server.py "$PP" > "$WORK/$host.out" 2>&1 &
+  wait_for "$WORK/$host.out" "python listener on port" || die "the Python server did not start in $host"
+done
+check "discoveryd discover finds the Python server (with a default route)" \
+  expect "from cb" "$(found cb --port "$PP" --timeout 1s)" "198.51.100.3:-"
+check "control: the Python server without a default route answers 127.0.0.1" \
+  expect "from ca" "$(found ca --port "$PP" --timeout 1s)" "127.0.0.1:-"
+
+# 4. A port and message hot-reloaded on srv2 are seen by the next discovery.
+P2=$(free_port)
+printf 'port = %s\nmessage = "DISCOVER_TWO"\n' "$P2" > "$WORK/srv2.toml.new"
+mv "$WORK/srv2.toml.new" "$WORK/srv2.toml"
+reloaded() {
+  local deadline=$((SECONDS + 10)) got
+  while [ $SECONDS -lt $deadline ]; do
+    got=$(found ca --port "$P2" --message DISCOVER_TWO --timeout 200ms)
+    [ "$got" = "192.0.2.2:-" ] && return 0
+  done
+  echo "  after the reload: got [$got], want [192.0.2.2:-]"; return 1
+}
+check "srv2's new port and message are seen by the next discovery" reloaded
+check "srv2 left the old port" \
+  expect "from ca, old port" "$(found ca --port "$P" --timeout 500ms)" "192.0.2.1:8080"
+
+echo "netns: $passed passed, $failed failed"
+[ "$failed" = 0 ]
