@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::fs;
+use std::io::Read as _;
 
 /// A process, as the port-conflict message names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,14 +23,35 @@ impl fmt::Display for ProcessInfo {
 
 /// The process holding UDP `port`, if it can be seen.
 pub(crate) fn port_holder(port: u16) -> Option<ProcessInfo> {
-    let inodes: Vec<u64> = ["/proc/net/udp", "/proc/net/udp6"]
+    // The socket tables are read while other sockets come and go, which can
+    // make a read skip a line: look twice before saying nobody holds it.
+    (0..2).find_map(|_| {
+        let inodes = bound_inodes(port);
+        (!inodes.is_empty())
+            .then(|| process_holding(&inodes))
+            .flatten()
+    })
+}
+
+/// The inodes of the UDP sockets bound to `port`, IPv4 and IPv6.
+fn bound_inodes(port: u16) -> Vec<u64> {
+    ["/proc/net/udp", "/proc/net/udp6"]
         .iter()
-        .filter_map(|path| fs::read_to_string(path).ok())
+        .filter_map(|path| read_table(path))
         .flat_map(|table| socket_inodes(&table, port))
-        .collect();
-    if inodes.is_empty() {
-        return None;
-    }
+        .collect()
+}
+
+/// Reads a `/proc/net` table in as few reads as possible: each read of
+/// that seq_file restarts its walk, so fewer reads skip fewer lines.
+fn read_table(path: &str) -> Option<String> {
+    let mut text = String::with_capacity(1 << 20);
+    fs::File::open(path).ok()?.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// The first process with a socket among `inodes` open.
+fn process_holding(inodes: &[u64]) -> Option<ProcessInfo> {
     for entry in fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
             .file_name()
