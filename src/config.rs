@@ -57,6 +57,14 @@ pub struct Config {
     /// Stop the service after this long (`run` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<HumanDuration>,
+    /// The pidfile; default `$XDG_RUNTIME_DIR/discoveryd.pid`, or
+    /// `/run/discoveryd.pid` as root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidfile: Option<PathBuf>,
+    /// The log file of a daemon started with `start`; default: beside the
+    /// pidfile, `discoveryd.log`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<PathBuf>,
     /// The supervision strategies.
     pub supervision: Supervision,
     /// The responder chain, asked in order.
@@ -77,6 +85,8 @@ impl Default for Config {
             advertise_ip: None,
             service_port: None,
             duration: None,
+            pidfile: None,
+            log_file: None,
             supervision: Supervision::default(),
             responders: vec![ResponderConfig::classic()],
         }
@@ -91,6 +101,18 @@ impl Config {
             response_prefix: self.response_prefix.clone(),
             service_port: self.service_port,
         }
+    }
+
+    /// The pidfile to use: `pidfile`, or the default for this user.
+    pub fn pidfile(&self) -> PathBuf {
+        self.pidfile.clone().unwrap_or_else(default_pidfile)
+    }
+
+    /// The daemon's log file: `log_file`, or `discoveryd.log` beside the pidfile.
+    pub fn log_file(&self) -> PathBuf {
+        self.log_file
+            .clone()
+            .unwrap_or_else(|| self.pidfile().with_extension("log"))
     }
 
     /// The effective configuration as TOML, as `check` prints it.
@@ -214,6 +236,12 @@ pub struct Overrides {
     /// `--timeout`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
+    /// `--pidfile`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidfile: Option<PathBuf>,
+    /// `--log-file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// Where a configuration comes from: an optional file plus flag overrides.
@@ -243,6 +271,8 @@ const ENV_KEYS: &[&str] = &[
     "advertise_ip",
     "service_port",
     "duration",
+    "pidfile",
+    "log_file",
     "supervision.restart_on_failure.max_restarts",
     "supervision.restart_on_failure.within",
     "supervision.restart_on_failure.backoff",
@@ -274,7 +304,16 @@ impl ConfigSource {
     fn load_file(&self, empty: Emptiness) -> Result<Config, ConfigErrors> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &self.path {
-            figment = figment.merge(FileLayer::read(path, empty)?);
+            let file = FileLayer::read(path, empty)?;
+            if file.table.get("port").and_then(toml::Value::as_integer) == Some(0) {
+                return Err(ConfigError::Key {
+                    origin: path.display().to_string(),
+                    key: "port".into(),
+                    reason: "0 is not a port clients can find; use 1 to 65535".into(),
+                }
+                .into());
+            }
+            figment = figment.merge(file);
         }
         let figment = figment
             .merge(Env::prefixed(ENV_PREFIX).split("__").filter(|k| {
@@ -302,6 +341,36 @@ impl ConfigSource {
         ))
     }
 
+    /// The pidfile, found leniently: a running instance must stay reachable
+    /// (to stop it, ask its status, reload it) even after its config file
+    /// became invalid. Only a file that is not TOML at all, or whose
+    /// `pidfile` is not a string, is an error.
+    pub fn pidfile(&self) -> Result<PathBuf, ConfigErrors> {
+        if let Some(path) = &self.overrides.pidfile {
+            return Ok(path.clone());
+        }
+        if let Some(path) =
+            std::env::var_os(format!("{ENV_PREFIX}PIDFILE")).filter(|p| !p.is_empty())
+        {
+            return Ok(path.into());
+        }
+        if let Some(path) = &self.path {
+            match FileLayer::read(path, Emptiness::Allowed)?
+                .table
+                .get("pidfile")
+            {
+                Some(toml::Value::String(pidfile)) => return Ok(pidfile.into()),
+                Some(_) => {
+                    return Err(self
+                        .error("pidfile", "must be a path (a string)".into())
+                        .into())
+                }
+                None => {}
+            }
+        }
+        Ok(default_pidfile())
+    }
+
     /// Names the layer that set `key`, for errors found after loading (such
     /// as an unknown responder type).
     pub fn error(&self, key: &str, reason: String) -> ConfigError {
@@ -322,6 +391,22 @@ impl ConfigSource {
             Some(path) => path.display().to_string(),
             None => "a config file (see config/discoveryd.toml)".to_owned(),
         }
+    }
+}
+
+/// The keys read only when the service starts; a reload that changes them
+/// says so and goes on with the old values.
+pub(crate) const START_ONLY_KEYS: &[&str] = &["duration", "pidfile", "log_file"];
+
+/// `$XDG_RUNTIME_DIR/discoveryd.pid`; as root `/run/discoveryd.pid`; else
+/// a per-user file in the temporary directory.
+fn default_pidfile() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/discoveryd.pid");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("discoveryd.pid"),
+        _ => std::env::temp_dir().join(format!("discoveryd-{}.pid", nix::unistd::geteuid())),
     }
 }
 
@@ -462,13 +547,6 @@ impl FileLayer {
                 reason: e.message().to_owned(),
             }
         })?;
-        if table.get("port").and_then(toml::Value::as_integer) == Some(0) {
-            return Err(ConfigError::Key {
-                origin: path.display().to_string(),
-                key: "port".into(),
-                reason: "0 is not a port clients can find; use 1 to 65535".into(),
-            });
-        }
         Ok(Self {
             path: path.to_owned(),
             table,

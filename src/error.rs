@@ -1,6 +1,7 @@
 //! The errors `discoveryd` ends with, and their documented exit codes.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::ConfigErrors;
@@ -59,6 +60,30 @@ pub enum Error {
         /// The window.
         window: Duration,
     },
+    /// Another instance holds the pidfile.
+    #[error(
+        "discoveryd is already running with pid {pid} (pidfile {}); stop it with `discoveryd stop`, or use `run --replace`",
+        pidfile.display()
+    )]
+    AlreadyRunning {
+        /// The running instance's pid.
+        pid: u32,
+        /// Its pidfile.
+        pidfile: PathBuf,
+    },
+    /// A file the service needs (pidfile, log file, control socket) is
+    /// unusable; the message names it and the fix.
+    #[error("{0}")]
+    Setup(String),
+    /// The daemon started by `start` failed before it was ready; this is
+    /// its own error and exit code.
+    #[error("{message}")]
+    Daemon {
+        /// The daemon's exit code.
+        code: u8,
+        /// The daemon's error message.
+        message: String,
+    },
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -71,7 +96,27 @@ impl Error {
             Error::Config(_) => EXIT_USAGE,
             Error::PortUnavailable { .. } | Error::Bind { .. } => EXIT_PORT,
             Error::GaveUp { .. } => EXIT_GAVE_UP,
+            Error::AlreadyRunning { .. } => EXIT_PORT,
+            Error::Setup(_) => EXIT_USAGE,
+            Error::Daemon { code, .. } => *code,
             Error::Internal(_) => EXIT_INTERNAL,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+impl From<crate::daemon::PidfileError> for Error {
+    fn from(e: crate::daemon::PidfileError) -> Self {
+        match e {
+            crate::daemon::PidfileError::Held { pid, path } => {
+                Error::AlreadyRunning { pid, pidfile: path }
+            }
+            e @ crate::daemon::PidfileError::Io { .. } => Error::Setup(e.to_string()),
         }
     }
 }

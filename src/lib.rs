@@ -8,6 +8,7 @@ mod actors;
 mod client;
 mod config;
 mod console;
+pub mod daemon;
 mod duration;
 mod error;
 mod logging;
@@ -17,6 +18,7 @@ mod protocol;
 mod receiver;
 mod responders;
 mod stats;
+mod status;
 mod supervision;
 
 use std::sync::Arc;
@@ -38,9 +40,12 @@ pub use messages::ShutdownReason;
 pub use net::ProcessInfo;
 pub use protocol::{parse_reply, write_reply, Announcement, BadReply, CLASSIC, MAX_REPLY};
 pub use responders::{registry, Snapshot};
+pub use status::{Counts, LastReload, Reloads, Status};
 pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 
-use actors::SupervisorActor;
+use std::path::PathBuf;
+
+use actors::{Launch, SupervisorActor};
 use messages::Shutdown;
 
 /// Validates the configuration from `source`, responder options included,
@@ -51,21 +56,61 @@ pub fn check(source: &ConfigSource) -> Result<String, Error> {
     Ok(config.to_toml())
 }
 
-/// Runs the discovery service in the foreground until it is stopped
-/// (Ctrl+C, SIGTERM, `duration`) or fails for good.
-pub fn run(source: ConfigSource, config: Config, log: LogControl) -> Result<(), Error> {
+/// How [`run`] runs.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// Stop the instance holding the pidfile first, instead of refusing.
+    pub replace: bool,
+    /// Who to tell about readiness, reloads and stopping.
+    pub notifier: Arc<daemon::Notifier>,
+    /// The log file to reopen on SIGUSR2 (daemons only).
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            replace: false,
+            notifier: Arc::new(daemon::Notifier::from_env()),
+            log_file: None,
+        }
+    }
+}
+
+/// Runs the discovery service until it is stopped (Ctrl+C, SIGTERM,
+/// `duration`) or fails for good. It holds the pidfile and serves the
+/// control socket for its whole life.
+pub fn run(
+    source: ConfigSource,
+    config: Config,
+    log: LogControl,
+    options: RunOptions,
+) -> Result<(), Error> {
     let registry = Arc::new(registry());
     let snapshot = Snapshot::build(&config, &registry, &source, None)?;
+    let mut instance = daemon::Instance::claim(&config.pidfile(), options.replace)?;
     console::banner(&config, &source, &snapshot);
     let shared = receiver::Shared {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
         counters: Arc::default(),
     };
+    let (done, finished) = oneshot::channel();
+    let launch = Launch {
+        source,
+        registry,
+        config,
+        shared,
+        log,
+        notifier: options.notifier,
+        pidfile: instance.pidfile.path().to_owned(),
+        control: instance.control.take_listener(),
+        log_file: options.log_file,
+        done,
+    };
     let system = actix_rt::System::new();
     let outcome = system.block_on(async move {
         use actix::Actor as _;
-        let (done, finished) = oneshot::channel();
-        let supervisor = SupervisorActor::new(source, registry, config, shared, log, done).start();
+        let supervisor = SupervisorActor::new(launch).start();
         // `set_handler` also replaces an inherited "ignore" (background
         // jobs of non-interactive shells): Ctrl+C must always stop us.
         if let Err(e) = ctrlc::set_handler(move || {
@@ -81,6 +126,7 @@ pub fn run(source: ConfigSource, config: Config, log: LogControl) -> Result<(), 
             ))
         })
     });
+    drop(instance);
     if outcome.is_ok() {
         console::stopped();
     }

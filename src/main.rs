@@ -1,11 +1,13 @@
-//! The `discoveryd` command: parses the command line, installs logging,
-//! and hands over to the library.
+//! The `discoveryd` command: parses the command line, loads the
+//! configuration, installs logging, and hands over to the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use discoveryd::{ConfigSource, Error, HumanDuration, LogControl, Overrides};
+use discoveryd::daemon::{self, Reloaded, StatusReport, Stopped};
+use discoveryd::{ConfigSource, Error, HumanDuration, LogControl, Overrides, RunOptions};
 
 /// LAN service discovery: answers DISCOVER_SERVER with SERVER_IP:<ip>.
 #[derive(Debug, Parser)]
@@ -23,6 +25,16 @@ enum Command {
     Check(ConfigArg),
     /// Find discovery servers: broadcast on every IPv4 interface, or ask --target hosts.
     Discover(DiscoverArgs),
+    /// Start the service in the background; returns once it listens.
+    Start(StartArgs),
+    /// Stop the background service: SIGTERM, then SIGKILL after --timeout.
+    Stop(StopArgs),
+    /// Stop, then start.
+    Restart(RestartArgs),
+    /// Show whether the service runs, and its state (LSB: 0 running, 3 not).
+    Status(StatusArgs),
+    /// Make the running service reload its config file (SIGHUP).
+    Reload(InstanceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -33,9 +45,18 @@ struct ConfigArg {
 }
 
 #[derive(Debug, Args)]
-struct RunArgs {
+struct InstanceArgs {
     #[command(flatten)]
     config: ConfigArg,
+    /// The pidfile that identifies the instance (default: from the config).
+    #[arg(long, value_name = "PATH")]
+    pidfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    instance: InstanceArgs,
     /// UDP port to listen on (0: any free port, for tests).
     #[arg(long, value_name = "N")]
     port: Option<u16>,
@@ -45,6 +66,45 @@ struct RunArgs {
     /// Stop after this long: 90s, 2m, 1h 30m, or seconds.
     #[arg(long, value_name = "D", allow_hyphen_values = true)]
     duration: Option<HumanDuration>,
+    /// If another instance holds the pidfile, stop it first.
+    #[arg(long)]
+    replace: bool,
+}
+
+#[derive(Debug, Args)]
+struct StartArgs {
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// Where the daemon writes its output (default: beside the pidfile).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct StopArgs {
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// How long to wait after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "D", default_value = "5s")]
+    timeout: HumanDuration,
+}
+
+#[derive(Debug, Args)]
+struct RestartArgs {
+    #[command(flatten)]
+    start: StartArgs,
+    /// How long to wait after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "D", default_value = "5s")]
+    timeout: HumanDuration,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// Print the status document as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -78,15 +138,19 @@ struct DiscoverArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match Cli::parse().command {
         Command::Run(args) => run(args),
-        Command::Check(args) => discoveryd::check(&ConfigSource {
-            path: args.config,
-            ..ConfigSource::default()
-        })
-        .map(|toml| print!("{toml}")),
+        Command::Check(args) => {
+            discoveryd::check(&source(args, Overrides::default())).map(|toml| print!("{toml}"))
+        }
         Command::Discover(args) => return discover(args),
+        Command::Start(args) => start(args),
+        Command::Stop(args) => stop(&args.instance, args.timeout.get()),
+        Command::Restart(args) => {
+            stop(&args.start.instance, args.timeout.get()).and_then(|()| start(args.start))
+        }
+        Command::Status(args) => return status(&args),
+        Command::Reload(args) => return reload(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,20 +166,134 @@ fn fail(error: &Error) -> ExitCode {
     ExitCode::from(error.exit_code())
 }
 
+fn source(config: ConfigArg, overrides: Overrides) -> ConfigSource {
+    ConfigSource {
+        path: config.config,
+        overrides,
+    }
+}
+
+/// Where an instance command's configuration comes from.
+fn instance_source(args: &InstanceArgs, log_file: Option<PathBuf>) -> ConfigSource {
+    let overrides = Overrides {
+        pidfile: args.pidfile.clone(),
+        log_file,
+        ..Overrides::default()
+    };
+    ConfigSource {
+        path: args.config.config.clone(),
+        overrides,
+    }
+}
+
+/// The pidfile of the instance a command acts on; found even when the
+/// config file has become invalid, so a running daemon stays reachable.
+fn pidfile(args: &InstanceArgs) -> Result<PathBuf, Error> {
+    Ok(instance_source(args, None).pidfile()?)
+}
+
 fn run(args: RunArgs) -> Result<(), Error> {
     let overrides = Overrides {
         port: args.port,
         message: args.message,
         duration: args.duration,
-        timeout: None,
+        pidfile: args.instance.pidfile,
+        ..Overrides::default()
     };
-    let source = ConfigSource {
-        path: args.config.config,
-        overrides,
-    };
+    let source = source(args.instance.config, overrides);
     let config = source.load()?;
     let log = LogControl::install(&config);
-    discoveryd::run(source, config, log)
+    discoveryd::run(
+        source,
+        config,
+        log,
+        RunOptions {
+            replace: args.replace,
+            ..RunOptions::default()
+        },
+    )
+}
+
+fn start(args: StartArgs) -> Result<(), Error> {
+    let source = instance_source(&args.instance, args.log_file);
+    let config = source.load()?;
+    let pid = daemon::start(source, &config)?;
+    println!("started with pid {pid}");
+    Ok(())
+}
+
+fn stop(args: &InstanceArgs, timeout: Duration) -> Result<(), Error> {
+    match daemon::stop(&pidfile(args)?, timeout)? {
+        Stopped::NotRunning => println!("discoveryd is not running"),
+        Stopped::Stale { pid } => {
+            let pid = pid.map_or_else(|| "?".into(), |p| p.to_string());
+            println!("discoveryd is not running (removed a stale pidfile of pid {pid})");
+        }
+        Stopped::Terminated { pid } => println!("stopped pid {pid}"),
+        Stopped::Killed { pid } => {
+            println!(
+                "pid {pid} ignored SIGTERM for {}; killed it",
+                humantime::format_duration(timeout)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// LSB exit codes: 0 running, 3 not running, 4 unknown.
+fn status(args: &StatusArgs) -> ExitCode {
+    let report = pidfile(&args.instance).and_then(|p| daemon::status(&p));
+    match report {
+        Ok(StatusReport::Running(status)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                );
+            } else {
+                println!("{status}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(StatusReport::NotRunning { stale }) => {
+            match stale {
+                Some(pid) => println!("discoveryd is not running (stale pidfile of pid {pid})"),
+                None => println!("discoveryd is not running"),
+            }
+            ExitCode::from(3)
+        }
+        Ok(StatusReport::Unreachable { pid, error }) => {
+            println!(
+                "discoveryd is running (pid {pid}) but its control socket does not answer: {error}"
+            );
+            ExitCode::from(4)
+        }
+        Err(error) => fail(&error),
+    }
+}
+
+/// 0 applied or unchanged, 2 rejected (the old config serves on), 3 not running.
+fn reload(args: &InstanceArgs) -> ExitCode {
+    let result = pidfile(args).and_then(|p| daemon::reload(&p));
+    match result {
+        Ok(Reloaded::Done(last)) => {
+            println!("reload {}: {}", last.result, last.detail);
+            if last.result == "rejected" {
+                ExitCode::from(discoveryd::EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Ok(Reloaded::Sent { pid }) => {
+            println!("sent SIGHUP to pid {pid}; no result yet (see its log)");
+            ExitCode::SUCCESS
+        }
+        Ok(Reloaded::NotRunning) => {
+            println!("discoveryd is not running");
+            ExitCode::from(3)
+        }
+        Err(error) => fail(&error),
+    }
 }
 
 /// Exit codes of `discover`: 0 found, 1 none found, 2 bad usage.
@@ -123,14 +301,10 @@ fn discover(args: DiscoverArgs) -> ExitCode {
     let overrides = Overrides {
         port: args.port,
         message: args.message,
-        duration: None,
         timeout: args.timeout,
+        ..Overrides::default()
     };
-    let source = ConfigSource {
-        path: args.config.config,
-        overrides,
-    };
-    let mut options = match source.load() {
+    let mut options = match source(args.config, overrides).load() {
         Ok(config) => discoveryd::DiscoverOptions::from_config(&config),
         Err(e) => return fail(&Error::from(e)),
     };

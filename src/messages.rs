@@ -104,6 +104,14 @@ pub(crate) struct ConfigRejected {
     pub errors: ConfigErrors,
 }
 
+/// A reload found the configuration unchanged.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ConfigUnchanged {
+    /// What asked for the reload.
+    pub(crate) trigger: &'static str,
+}
+
 /// The supervisor applied a configuration (sent back to the config actor).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

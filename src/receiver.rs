@@ -122,7 +122,7 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
         batch.process(|d, payload, reply| {
             let Some(peer) = d.peer else { return false };
             if d.oversize || payload.is_empty() {
-                counts.ignored += 1;
+                counts.rejected += 1;
                 return false;
             }
             let local_ip = d.local.unwrap_or(bound.ip());

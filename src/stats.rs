@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct Counters {
     /// Requests answered.
     pub answered: AtomicU64,
-    /// Datagrams that got no answer (wrong message, empty, oversize).
+    /// Datagrams no responder answered.
     pub ignored: AtomicU64,
+    /// Datagrams refused before any responder saw them (empty, oversize).
+    pub rejected: AtomicU64,
     /// Replies the kernel refused to send.
     pub send_failed: AtomicU64,
     /// Listener restarts made by restart-on-failure.
@@ -23,6 +25,8 @@ pub(crate) struct BatchCounts {
     pub answered: u64,
     /// Datagrams ignored.
     pub ignored: u64,
+    /// Datagrams refused.
+    pub rejected: u64,
     /// Replies not sent.
     pub send_failed: u64,
 }
@@ -33,6 +37,7 @@ impl Counters {
         for (counter, n) in [
             (&self.answered, batch.answered),
             (&self.ignored, batch.ignored),
+            (&self.rejected, batch.rejected),
             (&self.send_failed, batch.send_failed),
         ] {
             if n > 0 {

@@ -17,9 +17,11 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tracing::{debug, info, warn};
 
-use crate::actors::SupervisorActor;
+use actix_rt::signal::unix::SignalKind;
+
+use crate::actors::{signals, SupervisorActor};
 use crate::config::{Config, ConfigDiff, ConfigSource};
-use crate::messages::{ConfigApplied, ConfigChanged, ConfigRejected};
+use crate::messages::{ConfigApplied, ConfigChanged, ConfigRejected, ConfigUnchanged};
 use crate::responders::Snapshot;
 
 /// How long the file must be quiet before it is read: editors write in
@@ -106,7 +108,7 @@ impl ConfigActor {
         let diff = ConfigDiff::between(&self.applied, &config);
         if diff.is_empty() {
             debug!(trigger, "config unchanged");
-            return;
+            return self.supervisor.do_send(ConfigUnchanged { trigger });
         }
         let previous = self.snapshot.load();
         match Snapshot::build(&config, &self.registry, &self.source, Some(&previous)) {
@@ -140,17 +142,9 @@ impl Actor for ConfigActor {
         }
         // Registered here, synchronously, so a SIGHUP can never kill the
         // process once the service has announced itself.
-        match actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::hangup()) {
-            Ok(mut hangup) => {
-                let me = ctx.address();
-                actix_rt::spawn(async move {
-                    while hangup.recv().await.is_some() {
-                        me.do_send(Reload { trigger: "SIGHUP" });
-                    }
-                });
-            }
-            Err(e) => warn!(error = %e, "cannot handle SIGHUP"),
-        }
+        signals::forward::<Self, _>(ctx, SignalKind::hangup(), "SIGHUP", || Reload {
+            trigger: "SIGHUP",
+        });
         if let Some(path) = &self.source.path {
             info!(path = %path.display(), "watching the config file for changes");
         }

@@ -2,10 +2,11 @@
 
 mod config;
 mod listener;
+mod signals;
 mod supervisor;
 mod timer;
 
 pub(crate) use config::ConfigActor;
 pub(crate) use listener::{ListenerActor, StopListener};
-pub(crate) use supervisor::SupervisorActor;
+pub(crate) use supervisor::{Launch, SupervisorActor};
 pub(crate) use timer::TimerActor;

@@ -9,24 +9,29 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler};
+use std::path::PathBuf;
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult};
+use actix_rt::signal::unix::SignalKind;
 use discoveryd_api::Registry;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::actors::{ConfigActor, ListenerActor, StopListener, TimerActor};
-use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource};
+use crate::actors::{signals, ConfigActor, ListenerActor, StopListener, TimerActor};
+use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource, START_ONLY_KEYS};
 use crate::console;
+use crate::daemon::Notifier;
 use crate::error::Error;
 use crate::logging::LogControl;
 use crate::messages::{
-    ConfigApplied, ConfigChanged, ConfigRejected, GaveUp, Incarnation, ListenerError,
-    ListenerFailed, ListenerStarted, ListenerStopped, PortConflict, Shutdown, ShutdownReason,
-    TimerExpired,
+    ConfigApplied, ConfigChanged, ConfigRejected, ConfigUnchanged, GaveUp, Incarnation,
+    ListenerError, ListenerFailed, ListenerStarted, ListenerStopped, PortConflict, Shutdown,
+    ShutdownReason, TimerExpired,
 };
 use crate::net::{BindErrorKind, ProcessInfo};
 use crate::receiver::Shared;
 use crate::responders::Snapshot;
+use crate::status::{Counts, LastReload, Reloads, Status};
 use crate::supervision::{RestartDecision, RestartTracker};
 
 /// How the service ended.
@@ -74,21 +79,56 @@ pub(crate) struct SupervisorActor {
     pinned_port: Option<u16>,
     announced: bool,
     config_actor: Option<Addr<ConfigActor>>,
+    notifier: Arc<Notifier>,
+    started: Instant,
+    reloads: Reloads,
+    reloading: bool,
+    pidfile: PathBuf,
+    control: Option<std::os::unix::net::UnixListener>,
+    log_file: Option<PathBuf>,
     stopping: Option<Outcome>,
     done: Option<oneshot::Sender<Outcome>>,
 }
 
+/// Everything a supervisor starts from.
+pub(crate) struct Launch {
+    /// Where the configuration comes from (for reloads).
+    pub(crate) source: ConfigSource,
+    /// The responder types known.
+    pub(crate) registry: Arc<Registry>,
+    /// The configuration, already validated into `shared`'s snapshot.
+    pub(crate) config: Config,
+    /// The snapshot and counters the receive loops share.
+    pub(crate) shared: Shared,
+    /// The log level control.
+    pub(crate) log: LogControl,
+    /// Who to tell about readiness, reloads and stopping.
+    pub(crate) notifier: Arc<Notifier>,
+    /// The pidfile held for this instance.
+    pub(crate) pidfile: PathBuf,
+    /// The control socket to serve status on.
+    pub(crate) control: Option<std::os::unix::net::UnixListener>,
+    /// The log file to reopen on SIGUSR2 (daemons only).
+    pub(crate) log_file: Option<PathBuf>,
+    /// Where to report how the service ended.
+    pub(crate) done: oneshot::Sender<Outcome>,
+}
+
 impl SupervisorActor {
-    /// A supervisor for `config`, already validated into `shared`'s snapshot.
-    /// It reports how the service ended on `done`.
-    pub(crate) fn new(
-        source: ConfigSource,
-        registry: Arc<Registry>,
-        config: Config,
-        shared: Shared,
-        log: LogControl,
-        done: oneshot::Sender<Outcome>,
-    ) -> Self {
+    /// A supervisor for a validated configuration.
+    pub(crate) fn new(launch: Launch) -> Self {
+        let Launch {
+            source,
+            registry,
+            config,
+            shared,
+            log,
+            notifier,
+            pidfile,
+            control,
+            log_file,
+            done,
+        } = launch;
         Self {
             restarts: RestartTracker::new(config.supervision.restart_on_failure.clone()),
             source,
@@ -104,8 +144,67 @@ impl SupervisorActor {
             pinned_port: None,
             announced: false,
             config_actor: None,
+            notifier,
+            started: Instant::now(),
+            reloads: Reloads::default(),
+            reloading: false,
+            pidfile,
+            control,
+            log_file,
             stopping: None,
             done: Some(done),
+        }
+    }
+
+    /// Tells systemd a reload has begun (once per reload).
+    fn begin_reload(&mut self) {
+        if !self.reloading {
+            self.reloading = true;
+            self.notifier.reloading();
+        }
+    }
+
+    /// Records how a reload ended, and tells systemd.
+    fn end_reload(&mut self, result: &str, detail: String) {
+        match result {
+            "applied" => self.reloads.applied += 1,
+            "rejected" => self.reloads.rejected += 1,
+            _ => self.reloads.unchanged += 1,
+        }
+        self.notifier
+            .reloaded(&format!("reload {result}: {detail}"));
+        let at_ms = self.started.elapsed().as_millis() as u64;
+        self.reloads.last = Some(LastReload {
+            result: result.to_owned(),
+            detail,
+            at_ms,
+        });
+        self.reloading = false;
+    }
+
+    /// The status document.
+    fn status(&self) -> Status {
+        let c = &self.shared.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Status {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            config: self.source.path.clone(),
+            pidfile: self.pidfile.clone(),
+            addrs: self
+                .active
+                .as_ref()
+                .map(|a| a.addrs.clone())
+                .unwrap_or_default(),
+            counters: Counts {
+                answered: load(&c.answered),
+                ignored: load(&c.ignored),
+                rejected: load(&c.rejected),
+                send_failed: load(&c.send_failed),
+                restarts: load(&c.restarts),
+            },
+            reloads: self.reloads.clone(),
         }
     }
 
@@ -314,10 +413,15 @@ impl SupervisorActor {
         self.log.apply(&config);
         self.restarts
             .set_strategy(config.supervision.restart_on_failure.clone());
-        if diff.changed.iter().any(|k| k == "duration") {
-            warn!("`duration` changed; it applies from the next start");
+        for key in diff
+            .changed
+            .iter()
+            .filter(|k| START_ONLY_KEYS.contains(&k.as_str()))
+        {
+            warn!(key = %key, "changed; it applies from the next start");
         }
         info!(changed = %diff, "config reloaded");
+        self.end_reload("applied", diff.to_string());
         if let Some(config_actor) = &self.config_actor {
             config_actor.do_send(ConfigApplied {
                 config: Arc::clone(&config),
@@ -331,6 +435,7 @@ impl SupervisorActor {
             return;
         }
         self.stopping = Some(outcome);
+        self.notifier.stopping();
         for child in self
             .active
             .iter()
@@ -391,20 +496,18 @@ impl Actor for SupervisorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Register SIGTERM before the listener starts, so no early signal
-        // falls through to the default action.
-        match actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                let me = ctx.address();
-                actix_rt::spawn(async move {
-                    while sigterm.recv().await.is_some() {
-                        me.do_send(Shutdown {
-                            reason: ShutdownReason::Terminate,
-                        });
-                    }
-                });
-            }
-            Err(e) => warn!(error = %e, "cannot handle SIGTERM"),
+        // Signals are registered before the listener starts, so no early
+        // one falls through to its default action.
+        signals::forward::<Self, _>(ctx, SignalKind::terminate(), "SIGTERM", || Shutdown {
+            reason: ShutdownReason::Terminate,
+        });
+        signals::forward::<Self, _>(ctx, SignalKind::user_defined1(), "SIGUSR1", || LogStatus);
+        signals::forward::<Self, _>(ctx, SignalKind::user_defined2(), "SIGUSR2", || ReopenLog);
+        if let Some(interval) = self.notifier.watchdog_interval() {
+            ctx.run_interval(interval, |sup, _| sup.notifier.watchdog());
+        }
+        if let Some(listener) = self.control.take() {
+            serve_status(listener, ctx.address());
         }
         let config_actor = ConfigActor::new(
             self.source.clone(),
@@ -454,6 +557,7 @@ impl Handler<ListenerStarted> for SupervisorActor {
                 }
                 self.announced = true;
                 info!(addrs = ?msg.addrs, "listening for discovery requests");
+                self.notifier.ready(&msg.addrs);
                 console::listening(&msg.addrs);
                 if let Some(after) = self.config.duration {
                     console::timer_set(after);
@@ -519,6 +623,7 @@ impl Handler<ConfigChanged> for SupervisorActor {
         if self.stopping.is_some() {
             return;
         }
+        self.begin_reload();
         if let Some(mut pending) = self.handover.take() {
             // The old listener is closing for an earlier reload: bring this
             // configuration up in its place instead.
@@ -556,7 +661,89 @@ impl Handler<ConfigRejected> for SupervisorActor {
         for error in &msg.errors.0 {
             warn!(%error, "config rejected; the running config keeps serving");
         }
+        self.begin_reload();
+        self.end_reload("rejected", msg.errors.to_string());
     }
+}
+
+impl Handler<ConfigUnchanged> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConfigUnchanged, _: &mut Context<Self>) {
+        self.begin_reload();
+        self.end_reload("unchanged", format!("{}: nothing changed", msg.trigger));
+    }
+}
+
+/// Asks the supervisor for the status document.
+#[derive(Debug, Message)]
+#[rtype(result = "Status")]
+pub(crate) struct StatusQuery;
+
+impl Handler<StatusQuery> for SupervisorActor {
+    type Result = MessageResult<StatusQuery>;
+
+    fn handle(&mut self, _: StatusQuery, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+/// SIGUSR1: write a status snapshot to the log.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct LogStatus;
+
+impl Handler<LogStatus> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: LogStatus, _: &mut Context<Self>) {
+        let status = serde_json::to_string(&self.status()).unwrap_or_default();
+        info!(%status, "status snapshot");
+    }
+}
+
+/// SIGUSR2: reopen the log file (after logrotate moved it).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ReopenLog;
+
+impl Handler<ReopenLog> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ReopenLog, _: &mut Context<Self>) {
+        match &self.log_file {
+            Some(path) => match crate::daemon::redirect_output(path) {
+                Ok(()) => info!(path = %path.display(), "log file reopened"),
+                Err(e) => {
+                    error!(path = %path.display(), error = %e, "cannot reopen the log file; still writing to the old one")
+                }
+            },
+            None => info!("SIGUSR2: no log file to reopen (running in the foreground)"),
+        }
+    }
+}
+
+/// Answers each connection to the control socket with the status document.
+fn serve_status(listener: std::os::unix::net::UnixListener, supervisor: Addr<SupervisorActor>) {
+    let listener = match tokio::net::UnixListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            return warn!(error = %e, "cannot serve the control socket; `status` will not answer")
+        }
+    };
+    actix_rt::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let supervisor = supervisor.clone();
+            actix_rt::spawn(async move {
+                use tokio::io::AsyncWriteExt as _;
+                if let Ok(status) = supervisor.send(StatusQuery).await {
+                    let json = serde_json::to_vec(&status).unwrap_or_default();
+                    let _ = stream.write_all(&json).await;
+                    let _ = stream.shutdown().await;
+                }
+            });
+        }
+    });
 }
 
 impl Handler<TimerExpired> for SupervisorActor {

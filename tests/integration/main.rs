@@ -4,6 +4,7 @@
 mod answering;
 mod check;
 mod conflict;
+mod daemon;
 mod discover;
 mod lifecycle;
 mod plugins;

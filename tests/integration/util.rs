@@ -91,6 +91,8 @@ impl Lines {
 /// the test fails.
 pub(crate) struct Daemon {
     child: Child,
+    /// Holds this daemon's pidfile and control socket (removed on drop).
+    _state: tempfile::TempDir,
     stdout: Lines,
     stderr: Lines,
     status: Option<ExitStatus>,
@@ -103,13 +105,17 @@ impl Daemon {
         Self::spawn_with_env(args, &[("DISCOVERYD_BIND", "127.0.0.1")])
     }
 
+    /// As [`spawn`](Self::spawn), with these environment variables, and a
+    /// pidfile of its own unless `env` names one.
     pub(crate) fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let state = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(bin());
         command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        command.env("DISCOVERYD_PIDFILE", state.path().join("discoveryd.pid"));
         for (k, v) in env {
             command.env(k, v);
         }
@@ -118,6 +124,7 @@ impl Daemon {
         let stderr = Lines::spawn(child.stderr.take().unwrap());
         Self {
             child,
+            _state: state,
             stdout,
             stderr,
             status: None,

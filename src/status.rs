@@ -1,0 +1,120 @@
+//! The status document: what `discoveryd status` shows, what the control
+//! socket answers, and what SIGUSR1 writes to the log.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A running instance's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The daemon's pid.
+    pub pid: u32,
+    /// discoveryd's version.
+    pub version: String,
+    /// Milliseconds since the service started.
+    pub uptime_ms: u64,
+    /// The config file, if any.
+    pub config: Option<PathBuf>,
+    /// The pidfile.
+    pub pidfile: PathBuf,
+    /// The addresses answering now.
+    pub addrs: Vec<SocketAddr>,
+    /// Datagram and supervision counters.
+    pub counters: Counts,
+    /// Reloads so far and the last one's result.
+    pub reloads: Reloads,
+}
+
+/// Counters since the service started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Requests answered.
+    pub answered: u64,
+    /// Datagrams no responder answered (not a request we know).
+    pub ignored: u64,
+    /// Datagrams refused before any responder saw them (empty, oversize).
+    pub rejected: u64,
+    /// Replies the kernel refused to send.
+    pub send_failed: u64,
+    /// Listener restarts by restart-on-failure.
+    pub restarts: u64,
+}
+
+/// Reload history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloads {
+    /// Reloads that changed the running configuration.
+    pub applied: u64,
+    /// Reloads rejected (invalid file, busy port); the old config served on.
+    pub rejected: u64,
+    /// Reloads that found nothing changed.
+    pub unchanged: u64,
+    /// The most recent one.
+    pub last: Option<LastReload>,
+}
+
+impl Reloads {
+    /// Every reload so far, whatever its result.
+    pub fn total(&self) -> u64 {
+        self.applied + self.rejected + self.unchanged
+    }
+}
+
+/// The result of one reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastReload {
+    /// `applied`, `rejected` or `unchanged`.
+    pub result: String,
+    /// The keys changed, or why it was rejected.
+    pub detail: String,
+    /// Milliseconds since the service started, when it happened.
+    pub at_ms: u64,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ago = |ms: u64| humantime::format_duration(Duration::from_secs(ms / 1000)).to_string();
+        let addrs: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        let c = &self.counters;
+        writeln!(
+            f,
+            "discoveryd {} is running (pid {})",
+            self.version, self.pid
+        )?;
+        writeln!(f, "  uptime:      {}", ago(self.uptime_ms))?;
+        writeln!(f, "  listening:   {}", addrs.join(", "))?;
+        let config = self
+            .config
+            .as_ref()
+            .map_or("none (built-in defaults)".into(), |p| {
+                p.display().to_string()
+            });
+        writeln!(f, "  config:      {config}")?;
+        writeln!(f, "  pidfile:     {}", self.pidfile.display())?;
+        writeln!(
+            f,
+            "  counters:    answered {}, ignored {}, rejected {}, send failed {}, restarts {}",
+            c.answered, c.ignored, c.rejected, c.send_failed, c.restarts
+        )?;
+        let r = &self.reloads;
+        let last = match &r.last {
+            Some(l) => format!(
+                "{} ({}) {} ago",
+                l.result,
+                l.detail,
+                ago(self.uptime_ms.saturating_sub(l.at_ms))
+            ),
+            None => "none".into(),
+        };
+        writeln!(
+            f,
+            "  reloads:     {} applied, {} rejected, {} unchanged",
+            r.applied, r.rejected, r.unchanged
+        )?;
+        write!(f, "  last reload: {last}")
+    }
+}

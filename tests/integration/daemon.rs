@@ -1,0 +1,422 @@
+//! The daemon lifecycle: start, status, reload, stop, restart; the
+//! pidfile lock; `run --replace`; SIGUSR1/SIGUSR2; systemd notifications.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::util::{config_for, free_port, hold, output, Client, ConfigDir, Daemon, DEADLINE};
+
+/// A background instance's files, stopped (if running) when dropped.
+struct Background {
+    config: ConfigDir,
+    port: u16,
+}
+
+impl Background {
+    fn new(extra: &str) -> Self {
+        let port = free_port();
+        Self {
+            config: ConfigDir::new(&config_for(port, extra)),
+            port,
+        }
+    }
+
+    fn pidfile(&self) -> PathBuf {
+        self.config.path().with_file_name("discoveryd.pid")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.config.path().with_file_name("discoveryd.log")
+    }
+
+    /// `discoveryd <command> --config C --pidfile P [args]`.
+    fn cmd(&self, command: &str, args: &[&str]) -> (i32, String, String) {
+        let (config, pidfile) = (self.config.path(), self.pidfile());
+        let mut all = vec![
+            command,
+            "--config",
+            config.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        output(&all)
+    }
+
+    fn start(&self) -> u32 {
+        let (code, out, err) = self.cmd("start", &[]);
+        assert_eq!(
+            code,
+            0,
+            "start failed: {out}{err}\nlog:\n{}",
+            self.log_text()
+        );
+        let pid: u32 = out
+            .trim()
+            .strip_prefix("started with pid ")
+            .expect(&out)
+            .parse()
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(self.pidfile()).unwrap().trim(),
+            pid.to_string()
+        );
+        pid
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    fn expect_log(&self, needle: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        while !self.log_text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                self.log_text()
+            );
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let (code, out, err) = self.cmd("status", &["--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        serde_json::from_str(&out).expect("status JSON")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.cmd("stop", &["--timeout", "1s"]);
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}", self.log_text());
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    kill(Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// Waits for `pid` to be gone (reaped by init, since the daemon is detached).
+fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + DEADLINE;
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "pid {pid} still alive");
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn start_status_reload_stop() {
+    let bg = Background::new("");
+    let pid = bg.start();
+    assert!(alive(pid));
+    let client = Client::new();
+    assert_eq!(
+        client.ask(bg.port, b"DISCOVER_SERVER").as_deref(),
+        Some("SERVER_IP:127.0.0.1")
+    );
+
+    // Status over the control socket, which only its owner may use.
+    let socket = bg.pidfile().with_extension("sock");
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (code, out, _) = bg.cmd("status", &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("is running (pid {pid})")), "{out}");
+    assert!(
+        out.contains(&format!("listening:   127.0.0.1:{}", bg.port)),
+        "{out}"
+    );
+    let status = bg.status_json();
+    assert_eq!(status["pid"], pid);
+    assert!(
+        status["counters"]["answered"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    assert_eq!(status["config"], bg.config.path().to_str().unwrap());
+
+    // Reload: a valid change applies, an invalid one is rejected (exit 2).
+    bg.config
+        .write(&config_for(bg.port, "message = \"RELOADED\""));
+    let (code, out, _) = bg.cmd("reload", &[]);
+    assert_eq!(code, 0, "{out}");
+    client.ask_until(bg.port, b"RELOADED", "SERVER_IP:127.0.0.1");
+    bg.config.write(&config_for(bg.port, "message = \"\""));
+    let (code, out, _) = bg.cmd("reload", &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("reload rejected") && out.contains("key `message`"),
+        "{out}"
+    );
+    assert_eq!(
+        client.ask(bg.port, b"RELOADED").as_deref(),
+        Some("SERVER_IP:127.0.0.1")
+    );
+    let status = bg.status_json();
+    assert_eq!(status["reloads"]["last"]["result"], "rejected", "{status}");
+
+    let (code, out, _) = bg.cmd("stop", &[]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("stopped pid {pid}").as_str())
+    );
+    wait_gone(pid);
+    assert!(
+        !bg.pidfile().exists() && !socket.exists(),
+        "stop leaves no files behind"
+    );
+    let (code, out, _) = bg.cmd("status", &[]);
+    assert_eq!((code, out.trim()), (3, "discoveryd is not running"));
+    assert!(
+        bg.log_text()
+            .contains("[OK] Service stopped and cleaned up"),
+        "{}",
+        bg.log_text()
+    );
+}
+
+#[test]
+fn stop_when_nothing_runs_succeeds() {
+    let bg = Background::new("");
+    let (code, out, _) = bg.cmd("stop", &[]);
+    assert_eq!((code, out.trim()), (0, "discoveryd is not running"));
+    let (code, out, _) = bg.cmd("reload", &[]);
+    assert_eq!((code, out.trim()), (3, "discoveryd is not running"));
+}
+
+#[test]
+fn a_second_start_reports_the_first_and_exits_3() {
+    let bg = Background::new("");
+    let pid = bg.start();
+    let (code, _, err) = bg.cmd("start", &[]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("already running with pid {pid}")),
+        "{err}"
+    );
+    assert!(alive(pid));
+}
+
+#[test]
+fn a_killed_daemons_stale_pidfile_is_detected_and_replaced() {
+    let bg = Background::new("");
+    let first = bg.start();
+    kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+    wait_gone(first);
+    assert!(bg.pidfile().exists(), "kill -9 leaves the pidfile");
+    let (code, out, _) = bg.cmd("status", &[]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains(&format!("stale pidfile of pid {first}")),
+        "{out}"
+    );
+    let second = bg.start();
+    assert_ne!(first, second);
+    bg.expect_log("replaced a stale pidfile");
+    assert!(Client::new().ask(bg.port, b"DISCOVER_SERVER").is_some());
+}
+
+#[test]
+fn start_reports_the_daemons_own_error_and_exit_code() {
+    let bg = Background::new("[supervision.retry_after_cleanup]\nattempts = 1\ndelay = \"20ms\"");
+    let _held = hold(bg.port);
+    let (code, out, err) = bg.cmd("start", &[]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.is_empty(), "never reports success first: {out}");
+    assert!(
+        err.contains(&format!("port {}/udp", bg.port)) && err.contains("in use by"),
+        "{err}"
+    );
+    assert!(!bg.pidfile().exists());
+
+    bg.config.write("port = 70000\n");
+    let (code, _, err) = bg.cmd("start", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("key `port`"), "{err}");
+}
+
+#[test]
+fn restart_replaces_the_daemon() {
+    let bg = Background::new("");
+    let first = bg.start();
+    let (code, out, err) = bg.cmd("restart", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("stopped pid {first}")), "{out}");
+    wait_gone(first);
+    assert!(Client::new().ask(bg.port, b"DISCOVER_SERVER").is_some());
+}
+
+#[test]
+fn run_refuses_a_held_pidfile_unless_told_to_replace() {
+    let bg = Background::new("");
+    let first = bg.start();
+    let (config, pidfile) = (bg.config.path(), bg.pidfile());
+    let args = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ];
+    let (code, _, err) = output(&args);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("already running with pid {first}")) && err.contains("--replace"),
+        "{err}"
+    );
+
+    let mut args = args.to_vec();
+    args.push("--replace");
+    let mut replacement = Daemon::spawn(&args);
+    assert_eq!(replacement.listening_port(), bg.port);
+    wait_gone(first);
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        replacement.pid().to_string()
+    );
+    replacement.signal(Signal::SIGTERM);
+    assert_eq!(replacement.wait(), 0);
+}
+
+#[test]
+fn sigusr1_logs_a_status_snapshot_and_sigusr2_reopens_the_log() {
+    let bg = Background::new("");
+    let pid = Pid::from_raw(bg.start() as i32);
+    kill(pid, Signal::SIGUSR1).unwrap();
+    bg.expect_log("status snapshot");
+    // logrotate: move the file away, then ask for a new one.
+    let rotated = bg.log().with_extension("log.1");
+    std::fs::rename(bg.log(), &rotated).unwrap();
+    kill(pid, Signal::SIGUSR2).unwrap();
+    bg.expect_log("log file reopened");
+    kill(pid, Signal::SIGUSR1).unwrap();
+    bg.expect_log("status snapshot");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert_eq!(
+        old.matches("status snapshot").count(),
+        1,
+        "the rotated file got new lines:\n{old}"
+    );
+}
+
+/// Collects what the daemon sends to a NOTIFY_SOCKET of our own.
+struct NotifySocket {
+    socket: UnixDatagram,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl NotifySocket {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(DEADLINE)).unwrap();
+        Self {
+            socket,
+            _dir: dir,
+            path,
+        }
+    }
+
+    /// The next message containing `needle`, skipping others.
+    fn expect(&self, needle: &str) -> String {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self
+                .socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {needle:?} notification: {e}"));
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if message.contains(needle) {
+                return message;
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[test]
+fn systemd_notifications_follow_the_lifecycle() {
+    let notify = NotifySocket::new();
+    let config = ConfigDir::new(&config_for(free_port(), ""));
+    let path = config.path();
+    let mut daemon = Daemon::spawn_with_env(
+        &["run", "--config", path.to_str().unwrap()],
+        &[
+            ("NOTIFY_SOCKET", notify.path().to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let port = daemon.listening_port();
+    let ready = notify.expect("READY=1");
+    assert!(
+        ready.contains(&format!("STATUS=listening on 127.0.0.1:{port}")),
+        "{ready}"
+    );
+    notify.expect("WATCHDOG=1");
+
+    config.write(&config_for(port, "message = \"NOTIFIED\""));
+    let reloading = notify.expect("RELOADING=1");
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .expect("MONOTONIC_USEC")
+        .parse()
+        .unwrap();
+    assert!(usec > 0);
+    let done = notify.expect("READY=1");
+    assert!(done.contains("STATUS=reload applied: message"), "{done}");
+
+    // SIGHUP with nothing changed still completes a reload cycle.
+    daemon.signal(Signal::SIGHUP);
+    notify.expect("RELOADING=1");
+    let done = notify.expect("READY=1");
+    assert!(done.contains("reload unchanged"), "{done}");
+
+    daemon.signal(Signal::SIGTERM);
+    notify.expect("STOPPING=1");
+    assert_eq!(daemon.wait(), 0);
+}
+
+#[test]
+fn the_unit_file_declares_notify_reload_and_hardening() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/discoveryd.service"),
+    )
+    .unwrap();
+    for line in [
+        "Type=notify-reload",
+        "Restart=on-failure",
+        "RestartPreventExitStatus=2",
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "#AmbientCapabilities=CAP_NET_BIND_SERVICE",
+    ] {
+        assert!(unit.lines().any(|l| l.trim() == line), "missing {line:?}");
+    }
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    assert!(
+        exec.contains(" run --config "),
+        "systemd runs the foreground command: {exec}"
+    );
+}
