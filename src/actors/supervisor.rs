@@ -671,7 +671,13 @@ impl Handler<ConfigUnchanged> for SupervisorActor {
 
     fn handle(&mut self, msg: ConfigUnchanged, _: &mut Context<Self>) {
         self.begin_reload();
-        self.end_reload("unchanged", format!("{}: nothing changed", msg.trigger));
+        self.end_reload(
+            "unchanged",
+            format!(
+                "{}: the running config already matches the file",
+                msg.trigger
+            ),
+        );
     }
 }
 
