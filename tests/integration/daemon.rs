@@ -420,3 +420,61 @@ fn the_unit_file_declares_notify_reload_and_hardening() {
         "systemd runs the foreground command: {exec}"
     );
 }
+
+#[test]
+fn start_detaches_fully() {
+    let bg = Background::new("");
+    let pid = bg.start();
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    assert_eq!(
+        std::fs::read_link(proc.join("cwd")).unwrap(),
+        Path::new("/")
+    );
+    assert_eq!(
+        std::fs::read_link(proc.join("fd/0")).unwrap(),
+        Path::new("/dev/null")
+    );
+    for fd in ["fd/1", "fd/2"] {
+        assert_eq!(std::fs::read_link(proc.join(fd)).unwrap(), bg.log(), "{fd}");
+    }
+    // Its own session (not ours), and not its leader: the second fork means
+    // it can never acquire a controlling terminal.
+    let stat = std::fs::read_to_string(proc.join("stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let (ppid, session, tty): (u32, u32, i64) = (
+        fields[1].parse().unwrap(),
+        fields[3].parse().unwrap(),
+        fields[4].parse().unwrap(),
+    );
+    assert_ne!(
+        session,
+        nix::unistd::getsid(None).unwrap().as_raw() as u32,
+        "still in our session"
+    );
+    assert_ne!(session, pid, "a session leader could acquire a terminal");
+    assert_eq!(tty, 0, "no controlling terminal");
+    assert_ne!(ppid, std::process::id(), "reparented away from the starter");
+}
+
+#[test]
+fn stop_kills_what_ignores_sigterm_after_the_timeout() {
+    let bg = Background::new("");
+    let pid = bg.start();
+    // A stopped process cannot act on SIGTERM.
+    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+    let started = Instant::now();
+    let (code, out, err) = bg.cmd("stop", &["--timeout", "300ms"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("pid {pid} ignored SIGTERM for 300ms; killed it")
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    wait_gone(pid);
+    assert!(!bg.pidfile().exists() && !bg.pidfile().with_extension("sock").exists());
+}

@@ -107,8 +107,9 @@ start_discoveryd() { # start_discoveryd NS CONFIG
 
 # --- servers ---------------------------------------------------------------
 P=$(free_port)
-printf 'port = %s\nservice_port = 8080\n' "$P" > "$WORK/srv.toml"
-printf 'port = %s\n' "$P" > "$WORK/srv2.toml"
+# Hosts share this machine's filesystem: each server needs its own pidfile.
+printf 'port = %s\nservice_port = 8080\npidfile = "%s"\n' "$P" "$WORK/srv.pid" > "$WORK/srv.toml"
+printf 'port = %s\npidfile = "%s"\n' "$P" "$WORK/srv2.pid" > "$WORK/srv2.toml"
 start_discoveryd srv "$WORK/srv.toml"
 start_discoveryd srv2 "$WORK/srv2.toml"
 
@@ -159,7 +160,7 @@ check "control: the Python server without a default route answers 127.0.0.1" \
 
 # 4. A port and message hot-reloaded on srv2 are seen by the next discovery.
 P2=$(free_port)
-printf 'port = %s\nmessage = "DISCOVER_TWO"\n' "$P2" > "$WORK/srv2.toml.new"
+printf 'port = %s\nmessage = "DISCOVER_TWO"\npidfile = "%s"\n' "$P2" "$WORK/srv2.pid" > "$WORK/srv2.toml.new"
 mv "$WORK/srv2.toml.new" "$WORK/srv2.toml"
 reloaded() {
   local deadline=$((SECONDS + 10)) got
