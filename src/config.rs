@@ -41,6 +41,9 @@ pub struct Config {
     pub timeout: HumanDuration,
     /// The largest request accepted, in bytes; longer datagrams are ignored.
     pub buffer_size: usize,
+    /// Receive loops (one SO_REUSEPORT socket each); unset: one per core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
     /// Whether informational logs are shown (`false` keeps warnings and errors).
     pub logging: bool,
     /// The most detailed log level shown when `logging` is on.
@@ -80,6 +83,7 @@ impl Default for Config {
             response_prefix: "SERVER_IP:".into(),
             timeout: HumanDuration::from_millis(500),
             buffer_size: 1024,
+            workers: None,
             logging: true,
             log_level: LogLevel::Info,
             advertise_ip: None,
@@ -101,6 +105,12 @@ impl Config {
             response_prefix: self.response_prefix.clone(),
             service_port: self.service_port,
         }
+    }
+
+    /// The receive loops to run: `workers`, or one per core.
+    pub fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
     }
 
     /// The pidfile to use: `pidfile`, or the default for this user.
@@ -266,6 +276,7 @@ const ENV_KEYS: &[&str] = &[
     "response_prefix",
     "timeout",
     "buffer_size",
+    "workers",
     "logging",
     "log_level",
     "advertise_ip",
@@ -445,6 +456,14 @@ fn validate(c: &Config) -> Vec<(String, String)> {
         !c.response_prefix.is_empty(),
         "response_prefix",
         "must not be empty; the default is \"SERVER_IP:\"".into(),
+    );
+    check(
+        c.workers.is_none_or(|w| (1..=256).contains(&w)),
+        "workers",
+        format!(
+            "{} is out of range; use 1 to 256, or remove it for one per core",
+            c.workers.unwrap_or(0)
+        ),
     );
     check(
         !c.bind.is_empty(),

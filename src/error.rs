@@ -71,6 +71,9 @@ pub enum Error {
         /// Its pidfile.
         pidfile: PathBuf,
     },
+    /// A bad command-line argument; the message names it and the fix.
+    #[error("{0}")]
+    Usage(String),
     /// A file the service needs (pidfile, log file, control socket) is
     /// unusable; the message names it and the fix.
     #[error("{0}")]
@@ -97,7 +100,7 @@ impl Error {
             Error::PortUnavailable { .. } | Error::Bind { .. } => EXIT_PORT,
             Error::GaveUp { .. } => EXIT_GAVE_UP,
             Error::AlreadyRunning { .. } => EXIT_PORT,
-            Error::Setup(_) => EXIT_USAGE,
+            Error::Setup(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Daemon { code, .. } => *code,
             Error::Internal(_) => EXIT_INTERNAL,
         }

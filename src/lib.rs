@@ -5,6 +5,7 @@
 //! [`ConfigSource`], installs logging and calls [`run`] or [`check`].
 
 mod actors;
+mod bench;
 mod client;
 mod config;
 mod console;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
+pub use bench::{bench, BenchOptions, BenchReport, MAX_DURATION};
 pub use client::{
     broadcast_addresses, discover, discover_blocking, resolve_target, DiscoverOptions, Discovery,
     Malformed, Server,

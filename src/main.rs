@@ -35,6 +35,38 @@ enum Command {
     Status(StatusArgs),
     /// Make the running service reload its config file (SIGHUP).
     Reload(InstanceArgs),
+    /// Load a discovery server with a bounded closed-loop benchmark.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The server to load (default: 127.0.0.1 on the configured port).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    target: Option<String>,
+    /// Concurrent client sockets.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    clients: usize,
+    /// Requests in flight per client.
+    #[arg(long, value_name = "W", default_value_t = 32)]
+    window: usize,
+    /// How long to send (at most 5m).
+    #[arg(long, value_name = "D", default_value = "5s")]
+    duration: HumanDuration,
+    /// Stop after this many requests in all.
+    #[arg(long, value_name = "N")]
+    requests: Option<u64>,
+    /// The request to send (default: the configured message).
+    #[arg(long, value_name = "S")]
+    message: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    allow_remote: bool,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +183,7 @@ fn main() -> ExitCode {
         }
         Command::Status(args) => return status(&args),
         Command::Reload(args) => return reload(&args),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -353,4 +386,49 @@ fn discover(args: DiscoverArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn bench(args: BenchArgs) -> Result<(), Error> {
+    let overrides = Overrides {
+        message: args.message,
+        ..Overrides::default()
+    };
+    let config = source(args.config, overrides).load()?;
+    let target = args.target.as_deref().unwrap_or("127.0.0.1");
+    let target = *discoveryd::resolve_target(target, config.port)
+        .map_err(Error::Usage)?
+        .first()
+        .ok_or_else(|| Error::Usage(format!("--target {target}: no address")))?;
+    if !target.ip().is_loopback() && !args.allow_remote {
+        return Err(Error::Usage(format!(
+            "--target {target} is not a loopback address; add --allow-remote to load a server you own"
+        )));
+    }
+    if args.duration.get() > discoveryd::MAX_DURATION {
+        return Err(Error::Usage(format!(
+            "--duration {}: at most 5m",
+            args.duration
+        )));
+    }
+    let options = discoveryd::BenchOptions {
+        target,
+        clients: args.clients.max(1),
+        window: args.window.max(1),
+        duration: args.duration.get(),
+        requests: args.requests,
+        message: config.message.into_bytes(),
+        response_prefix: config.response_prefix.into_bytes(),
+        reply_timeout: Duration::from_millis(200),
+        stop: None,
+    };
+    let report = discoveryd::bench(&options)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        println!("{report}");
+    }
+    Ok(())
 }

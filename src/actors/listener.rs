@@ -12,8 +12,18 @@ use crate::actors::SupervisorActor;
 use crate::messages::{
     Incarnation, ListenerError, ListenerFailed, ListenerStarted, ListenerStopped, PortConflict,
 };
-use crate::net::{bind_udp, port_holder, BindErrorKind, ProcessInfo};
+use crate::net::{bind_group, port_holder, BindErrorKind, ProcessInfo};
 use crate::receiver::{Receiver, Shared};
+
+/// What a listener binds: each address, with `workers` sockets (and
+/// receive loops) on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// The addresses.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Sockets per address.
+    pub(crate) workers: usize,
+}
 
 /// Ask a listener to stop after answering what is queued.
 #[derive(Debug, Message)]
@@ -38,7 +48,7 @@ enum Exit {
 /// One incarnation of the listener.
 pub(crate) struct ListenerActor {
     incarnation: Incarnation,
-    addrs: Vec<SocketAddr>,
+    plan: Plan,
     attempt: u32,
     shared: Shared,
     supervisor: Addr<SupervisorActor>,
@@ -50,14 +60,14 @@ impl ListenerActor {
     /// A listener for `addrs`; `attempt` counts binds retried so far.
     pub(crate) fn new(
         incarnation: Incarnation,
-        addrs: Vec<SocketAddr>,
+        plan: Plan,
         attempt: u32,
         shared: Shared,
         supervisor: Addr<SupervisorActor>,
     ) -> Self {
         Self {
             incarnation,
-            addrs,
+            plan,
             attempt,
             shared,
             supervisor,
@@ -78,10 +88,10 @@ impl Actor for ListenerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let mut sockets = Vec::with_capacity(self.addrs.len());
-        for &addr in &self.addrs {
-            match bind_udp(addr) {
-                Ok(socket) => sockets.push(socket),
+        let mut sockets = Vec::with_capacity(self.plan.addrs.len() * self.plan.workers);
+        for &addr in &self.plan.addrs {
+            match bind_group(addr, self.plan.workers) {
+                Ok(group) => sockets.extend(group),
                 Err(e) if e.kind == BindErrorKind::InUse => {
                     // `sockets` closes as this returns, before `stopped` reports.
                     return self.fail(
@@ -104,11 +114,13 @@ impl Actor for ListenerActor {
             });
             match local.and_then(|local| receiver.map(|r| (local, r))) {
                 Ok((local, receiver)) => {
-                    bound.push(local);
+                    if !bound.contains(&local) {
+                        bound.push(local);
+                    }
                     self.receivers.push(receiver);
                 }
                 Err(error) => {
-                    let addr = self.addrs[bound.len()];
+                    let addr = self.plan.addrs[bound.len().min(self.plan.addrs.len() - 1)];
                     return self.fail(Exit::Failed(ListenerError::Socket { addr, error }), ctx);
                 }
             }

@@ -7,6 +7,6 @@ mod supervisor;
 mod timer;
 
 pub(crate) use config::ConfigActor;
-pub(crate) use listener::{ListenerActor, StopListener};
+pub(crate) use listener::{ListenerActor, Plan, StopListener};
 pub(crate) use supervisor::{Launch, SupervisorActor};
 pub(crate) use timer::TimerActor;

@@ -17,7 +17,7 @@ use discoveryd_api::Registry;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::actors::{signals, ConfigActor, ListenerActor, StopListener, TimerActor};
+use crate::actors::{signals, ConfigActor, ListenerActor, Plan, StopListener, TimerActor};
 use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource, START_ONLY_KEYS};
 use crate::console;
 use crate::daemon::Notifier;
@@ -40,7 +40,7 @@ pub(super) type Outcome = Result<(), Error>;
 /// A listener incarnation the supervisor knows about.
 struct Child {
     incarnation: Incarnation,
-    addrs: Vec<SocketAddr>,
+    plan: Plan,
     attempt: u32,
     addr: Addr<ListenerActor>,
 }
@@ -195,7 +195,7 @@ impl SupervisorActor {
             addrs: self
                 .active
                 .as_ref()
-                .map(|a| a.addrs.clone())
+                .map(|a| a.plan.addrs.clone())
                 .unwrap_or_default(),
             counters: Counts {
                 answered: load(&c.answered),
@@ -208,34 +208,38 @@ impl SupervisorActor {
         }
     }
 
-    /// The addresses `config` asks for; port 0 (from a flag) stays the port
+    /// What `config` asks to bind; port 0 (from a flag) stays the port
     /// first bound, so restarts keep answering where clients were told.
-    fn addrs_for(&self, config: &Config) -> Vec<SocketAddr> {
+    fn plan_for(&self, config: &Config) -> Plan {
         let port = match (config.port, self.pinned_port) {
             (0, Some(pinned)) => pinned,
             (port, _) => port,
         };
-        config
+        let addrs = config
             .bind
             .iter()
             .map(|&ip| SocketAddr::new(ip, port))
-            .collect()
+            .collect();
+        Plan {
+            addrs,
+            workers: config.workers(),
+        }
     }
 
-    fn spawn(&mut self, ctx: &mut Context<Self>, addrs: Vec<SocketAddr>, attempt: u32) -> Child {
+    fn spawn(&mut self, ctx: &mut Context<Self>, plan: Plan, attempt: u32) -> Child {
         self.next_incarnation += 1;
         let incarnation = self.next_incarnation;
         self.live.insert(incarnation);
         let listener = ListenerActor::new(
             incarnation,
-            addrs.clone(),
+            plan.clone(),
             attempt,
             self.shared.clone(),
             ctx.address(),
         );
         Child {
             incarnation,
-            addrs,
+            plan,
             attempt,
             addr: listener.start(),
         }
@@ -252,13 +256,13 @@ impl SupervisorActor {
         attempt: u32,
     ) {
         let current = self.child(role).filter(|c| c.incarnation == replaces);
-        let Some(addrs) = current.map(|c| c.addrs.clone()) else {
+        let Some(plan) = current.map(|c| c.plan.clone()) else {
             return;
         };
         if self.stopping.is_some() {
             return;
         }
-        let child = self.spawn(ctx, addrs, attempt);
+        let child = self.spawn(ctx, plan, attempt);
         match role {
             Role::Active => self.active = Some(child),
             Role::Candidate => {
@@ -355,7 +359,7 @@ impl SupervisorActor {
         let (Some(mut candidate), Some(active)) = (self.candidate.take(), &self.active) else {
             return;
         };
-        info!(old = ?active.addrs, new = ?candidate.child.addrs, "new addresses overlap the running ones; closing the old first");
+        info!(old = ?active.plan.addrs, new = ?candidate.child.plan.addrs, "new addresses overlap the running ones; closing the old first");
         candidate.old_closed = true;
         active.addr.do_send(StopListener);
         self.handover = Some(candidate);
@@ -373,7 +377,7 @@ impl SupervisorActor {
             return;
         };
         if let (true, Some(old)) = (candidate.old_closed, &self.active) {
-            warn!(addrs = ?old.addrs, "restoring the previous addresses");
+            warn!(addrs = ?old.plan.addrs, "restoring the previous addresses");
             self.respawn(ctx, Role::Active, old.incarnation, 0);
         }
         let errors = ConfigErrors(vec![self
@@ -517,8 +521,8 @@ impl Actor for SupervisorActor {
             ctx.address(),
         );
         self.config_actor = Some(config_actor.start());
-        let addrs = self.addrs_for(&self.config);
-        self.active = Some(self.spawn(ctx, addrs, 0));
+        let plan = self.plan_for(&self.config);
+        self.active = Some(self.spawn(ctx, plan, 0));
     }
 }
 
@@ -534,7 +538,7 @@ impl Handler<ListenerStarted> for SupervisorActor {
                 };
                 self.shared.snapshot.store(candidate.snapshot);
                 let mut child = candidate.child;
-                child.addrs.clone_from(&msg.addrs);
+                child.plan.addrs.clone_from(&msg.addrs);
                 if let Some(old) = self.active.replace(child) {
                     old.addr.do_send(StopListener);
                 }
@@ -545,7 +549,7 @@ impl Handler<ListenerStarted> for SupervisorActor {
                 if let Some(active) = &mut self.active {
                     // What is really bound (port 0 resolved) is what later
                     // configs are compared against.
-                    active.addrs.clone_from(&msg.addrs);
+                    active.plan.addrs.clone_from(&msg.addrs);
                     active.attempt = 0;
                 }
                 if self.config.port == 0 {
@@ -609,7 +613,7 @@ impl Handler<ListenerStopped> for SupervisorActor {
         if self.exited(msg.incarnation, ctx) == Some(Role::Active) {
             // The old sockets of a hand-over are closed: bind the new ones.
             if let Some(mut candidate) = self.handover.take() {
-                candidate.child = self.spawn(ctx, candidate.child.addrs.clone(), 0);
+                candidate.child = self.spawn(ctx, candidate.child.plan.clone(), 0);
                 self.candidate = Some(candidate);
             }
         }
@@ -627,7 +631,7 @@ impl Handler<ConfigChanged> for SupervisorActor {
         if let Some(mut pending) = self.handover.take() {
             // The old listener is closing for an earlier reload: bring this
             // configuration up in its place instead.
-            pending.child.addrs = self.addrs_for(&msg.config);
+            pending.child.plan = self.plan_for(&msg.config);
             (pending.config, pending.snapshot, pending.diff) = (msg.config, msg.snapshot, msg.diff);
             self.handover = Some(pending);
             return;
@@ -635,11 +639,11 @@ impl Handler<ConfigChanged> for SupervisorActor {
         if let Some(superseded) = self.candidate.take() {
             superseded.child.addr.do_send(StopListener);
         }
-        let addrs = self.addrs_for(&msg.config);
-        let rebind = self.active.as_ref().is_some_and(|a| a.addrs != addrs);
+        let plan = self.plan_for(&msg.config);
+        let rebind = self.active.as_ref().is_some_and(|a| a.plan != plan);
         if rebind {
-            info!(changed = %msg.diff, ?addrs, "config changed; binding the new addresses first");
-            let child = self.spawn(ctx, addrs, 0);
+            info!(changed = %msg.diff, addrs = ?plan.addrs, workers = plan.workers, "config changed; binding the new addresses first");
+            let child = self.spawn(ctx, plan, 0);
             self.candidate = Some(Candidate {
                 child,
                 config: msg.config,

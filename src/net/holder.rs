@@ -5,6 +5,7 @@
 use std::fmt;
 use std::fs;
 use std::io::Read as _;
+use std::net::{IpAddr, SocketAddr};
 
 /// A process, as the port-conflict message names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +39,22 @@ fn bound_inodes(port: u16) -> Vec<u64> {
     ["/proc/net/udp", "/proc/net/udp6"]
         .iter()
         .filter_map(|path| read_table(path))
-        .flat_map(|table| socket_inodes(&table, port))
+        .flat_map(|table| socket_inodes(&table, |_, p| p == port))
         .collect()
+}
+
+/// The inodes of the UDP sockets bound to exactly `addr` (same family,
+/// address and port): the only sockets that can share a SO_REUSEPORT group
+/// with ours.
+pub(crate) fn inodes_at(addr: SocketAddr) -> Vec<u64> {
+    let table = if addr.is_ipv4() {
+        "/proc/net/udp"
+    } else {
+        "/proc/net/udp6"
+    };
+    read_table(table)
+        .map(|t| socket_inodes(&t, |ip, port| port == addr.port() && ip == Some(addr.ip())))
+        .unwrap_or_default()
 }
 
 /// Reads a `/proc/net` table in as few reads as possible: each read of
@@ -79,18 +94,36 @@ fn process_holding(inodes: &[u64]) -> Option<ProcessInfo> {
     None
 }
 
-/// The inodes of the sockets bound to local `port` in a `/proc/net/udp` table.
-fn socket_inodes(table: &str, port: u16) -> Vec<u64> {
+/// The inodes of the sockets in a `/proc/net/udp{,6}` table whose local
+/// address and port pass `keep`.
+fn socket_inodes(table: &str, keep: impl Fn(Option<IpAddr>, u16) -> bool) -> Vec<u64> {
     table
         .lines()
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port = fields.get(1)?.rsplit(':').next()?;
+            let (ip, port) = fields.get(1)?.rsplit_once(':')?;
             let inode = fields.get(9)?.parse::<u64>().ok()?;
-            (u16::from_str_radix(local_port, 16).ok()? == port && inode != 0).then_some(inode)
+            let port = u16::from_str_radix(port, 16).ok()?;
+            (keep(parse_ip(ip), port) && inode != 0).then_some(inode)
         })
         .collect()
+}
+
+/// The kernel prints addresses as native-endian 32-bit words in hex.
+fn parse_ip(hex: &str) -> Option<IpAddr> {
+    let words: Option<Vec<[u8; 4]>> = (0..hex.len() / 8)
+        .map(|i| {
+            u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16)
+                .ok()
+                .map(u32::to_ne_bytes)
+        })
+        .collect();
+    match words?.concat()[..] {
+        [a, b, c, d] => Some(IpAddr::from([a, b, c, d])),
+        ref bytes if bytes.len() == 16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
 }
 
 /// `socket:[12345]` → 12345.
@@ -110,11 +143,33 @@ mod tests {
         let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
   123: 0100007F:270F 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 4242 2 0000000000000000 0\n\
   124: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 777 2 0000000000000000 0\n";
-        assert_eq!(socket_inodes(table, 9999), vec![4242]);
-        assert_eq!(socket_inodes(table, 53), vec![777]);
-        assert!(socket_inodes(table, 1).is_empty());
+        let on = |port: u16| socket_inodes(table, |_, p| p == port);
+        assert_eq!(on(9999), vec![4242]);
+        assert_eq!(on(53), vec![777]);
+        assert!(on(1).is_empty());
+        let localhost = Some(IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(socket_inodes(table, |ip, _| ip == localhost), vec![4242]);
         assert_eq!(socket_inode("socket:[4242]"), Some(4242));
         assert_eq!(socket_inode("/dev/null"), None);
+    }
+
+    #[test]
+    fn finds_our_sockets_by_exact_address() {
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            let socket = std::net::UdpSocket::bind(bind).unwrap();
+            let addr = socket.local_addr().unwrap();
+            let inode = nix::sys::stat::fstat(&socket).unwrap().st_ino;
+            assert_eq!(inodes_at(addr), vec![inode], "{addr}");
+            let other = SocketAddr::new(
+                if addr.is_ipv4() {
+                    [127, 0, 0, 2].into()
+                } else {
+                    [0u8; 16].into()
+                },
+                addr.port(),
+            );
+            assert!(inodes_at(other).is_empty(), "{other}");
+        }
     }
 
     #[test]

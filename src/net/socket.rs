@@ -35,9 +35,55 @@ pub(crate) struct BindError {
     pub source: io::Error,
 }
 
+/// Binds `workers` sockets to `addr`, each for its own receive loop. With
+/// more than one they share the port through `SO_REUSEPORT`, but only
+/// among themselves: a plain bind first proves the port free (and resolves
+/// port 0), and afterwards the kernel's socket table must hold no stranger
+/// in the group.
+pub(crate) fn bind_group(addr: SocketAddr, workers: usize) -> Result<Vec<UdpSocket>, BindError> {
+    if workers <= 1 {
+        return Ok(vec![bind_udp(addr)?]);
+    }
+    let probe = bind_udp(addr)?;
+    let port = probe
+        .local_addr()
+        .map_err(|source| BindError {
+            addr,
+            kind: BindErrorKind::Other,
+            source,
+        })?
+        .port();
+    drop(probe);
+    let addr = SocketAddr::new(addr.ip(), port);
+    let sockets = (0..workers)
+        .map(|_| bind(addr, true))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ours: Vec<u64> = sockets
+        .iter()
+        .filter_map(|s| nix::sys::stat::fstat(s).ok())
+        .map(|st| st.st_ino)
+        .collect();
+    if crate::net::holder::inodes_at(addr)
+        .iter()
+        .any(|inode| !ours.contains(inode))
+    {
+        let source = io::Error::from(io::ErrorKind::AddrInUse);
+        return Err(BindError {
+            addr,
+            kind: BindErrorKind::InUse,
+            source,
+        });
+    }
+    Ok(sockets)
+}
+
 /// Binds a blocking UDP socket to `addr`, with the local arrival address
 /// reported on every datagram (`IP_PKTINFO` / `IPV6_RECVPKTINFO`).
 pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
+    bind(addr, false)
+}
+
+fn bind(addr: SocketAddr, reuse_port: bool) -> Result<UdpSocket, BindError> {
     let fail = |source: io::Error| {
         let kind = match source.kind() {
             io::ErrorKind::AddrInUse => BindErrorKind::InUse,
@@ -58,6 +104,9 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
     // Replies to broadcast requests are unicast, but a client may address
     // a subnet's broadcast address, which the kernel delivers to us anyway.
     socket.set_broadcast(true).map_err(fail)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
     socket.bind(&addr.into()).map_err(fail)?;
     Ok(socket.into())
 }
@@ -83,6 +132,23 @@ mod tests {
         // The wildcard address overlaps it too.
         let err = bind_udp(SocketAddr::from(([0, 0, 0, 0], addr.port()))).unwrap_err();
         assert_eq!(err.kind, BindErrorKind::InUse);
+    }
+
+    #[test]
+    fn a_worker_group_shares_its_port_but_admits_no_stranger() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let port = group[0].local_addr().unwrap().port();
+        assert!(group.iter().all(|s| s.local_addr().unwrap().port() == port));
+        // A plain socket cannot join, and neither can a second group.
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(bind_udp(addr).unwrap_err().kind, BindErrorKind::InUse);
+        assert_eq!(bind_group(addr, 2).unwrap_err().kind, BindErrorKind::InUse);
+        // A stranger already in a SO_REUSEPORT group on a free-looking port
+        // is caught by the check after binding.
+        drop(group);
+        let stranger = bind(addr, true).unwrap();
+        assert_eq!(bind_group(addr, 2).unwrap_err().kind, BindErrorKind::InUse);
+        drop(stranger);
     }
 
     #[test]

@@ -22,7 +22,7 @@ command -v ip >/dev/null || die "iproute2 (the ip command) is missing; install i
 BIN=${DISCOVERYD_BIN:-target/debug/discoveryd}
 [ -x "$BIN" ] || cargo build -q --bin discoveryd || die "cannot build discoveryd"
 BIN=$(realpath "$BIN")
-VENV=${DISCOVERYD_NETNS_VENV:-$PWD/target/netns-venv}
+VENV=${DISCOVERYD_PY_VENV:-$PWD/target/py-venv}
 WORK=$(mktemp -d)
 TAG="dd$$"
 NAMESPACES=(sw srv srv2 ca cb pya pyb)
