@@ -50,8 +50,11 @@ fn reference(port: u16, sockets: usize) {
                 let mut buf = [0u8; 1024];
                 loop {
                     if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                        if &buf[..n] == b"DISCOVER_SERVER" {
-                            let _ = socket.send_to(REPLY, from);
+                        match &buf[..n] {
+                            b"DISCOVER_SERVER" => drop(socket.send_to(REPLY, from)),
+                            // Lets a profiler see a normal exit.
+                            b"STOP" => std::process::exit(0),
+                            _ => {}
                         }
                     }
                 }
@@ -245,16 +248,32 @@ impl Run {
         .expect("bench")
     }
 
-    /// Figures only discoveryd has: reloads, restarts.
+    /// Figures only discoveryd has (reloads, restarts), and the
+    /// instruction counts.
     fn discoveryd_only(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        if !self.quick {
+            for server in [Server::Discoveryd, Server::Reference1] {
+                let figure = self
+                    .instructions_per_request(server)
+                    .map_or("valgrind unavailable".into(), |n| format!("{n:.0}"));
+                out.push((
+                    format!(
+                        "instructions per answered request, {} (callgrind)",
+                        server.name()
+                    ),
+                    figure,
+                ));
+            }
+        }
         let (reload_p50, reload_p99, lost) = self.reloads();
         out.push((
             "reload latency (write -> new message answered)".into(),
             format!("p50 {reload_p50:.1} ms, p99 {reload_p99:.1} ms"),
         ));
+        let reloads = if self.quick { 10 } else { 100 };
         out.push((
-            "replies lost across 100 in-place reloads under load".into(),
+            format!("replies lost across {reloads} in-place reloads under load"),
             lost.to_string(),
         ));
         let recovery = self.restarts();
@@ -263,6 +282,92 @@ impl Run {
             format!("{recovery:.2} ms"),
         ));
         out
+    }
+
+    /// Instructions per request under callgrind: the difference between a
+    /// long and a short ping-pong run, so start-up and shutdown cancel out.
+    fn instructions_per_request(&self, server: Server) -> Option<f64> {
+        let (short, long) = (2_000u64, 12_000u64);
+        let short_total = self.instructions(server, short)?;
+        let long_total = self.instructions(server, long)?;
+        Some((long_total.saturating_sub(short_total)) as f64 / (long - short) as f64)
+    }
+
+    fn instructions(&self, server: Server, requests: u64) -> Option<u64> {
+        let port = free_port();
+        let out = self.work.path().join(format!("callgrind.{port}"));
+        let port_s = port.to_string();
+        let mut command = Command::new("valgrind");
+        command
+            .args(["--tool=callgrind", "--collect-atstart=yes"])
+            .arg(format!("--callgrind-out-file={}", out.display()));
+        match server {
+            Server::Discoveryd => {
+                command.args([env!("CARGO_BIN_EXE_discoveryd"), "run", "--port", &port_s]);
+                command
+                    .env("DISCOVERYD_BIND", "127.0.0.1")
+                    .env("DISCOVERYD_WORKERS", "1");
+                command.env(
+                    "DISCOVERYD_PIDFILE",
+                    self.work.path().join(format!("cg{port}.pid")),
+                );
+            }
+            _ => {
+                command
+                    .arg(std::env::current_exe().ok()?)
+                    .args(["reference", &port_s, "1"]);
+            }
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let target = SocketAddr::from(([127, 0, 0, 1], port));
+        if first_answer(target, Instant::now(), Duration::from_secs(60)).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        let report = bench(&BenchOptions {
+            target,
+            clients: 1,
+            window: 1,
+            duration: discoveryd::MAX_DURATION,
+            requests: Some(requests),
+            message: b"DISCOVER_SERVER".to_vec(),
+            response_prefix: b"SERVER_IP:".to_vec(),
+            reply_timeout: Duration::from_secs(2),
+            stop: None,
+        })
+        .ok()?;
+        match server {
+            Server::Discoveryd => drop(nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )),
+            _ => drop(
+                UdpSocket::bind("127.0.0.1:0")
+                    .ok()?
+                    .send_to(b"STOP", target),
+            ),
+        }
+        let _ = child.wait();
+        if report.replies != requests {
+            eprintln!(
+                "compare: {} answered {} of {requests} under callgrind",
+                server.name(),
+                report.replies
+            );
+        }
+        let text = std::fs::read_to_string(&out).ok()?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("summary:")
+                    .or_else(|| l.strip_prefix("totals:"))
+            })
+            .and_then(|n| n.trim().parse().ok())
     }
 
     fn daemon_with(&self, port: u16, config: &Path) -> Child {

@@ -54,6 +54,7 @@ pub(crate) struct Batch {
     replies: [Vec<u8>; BATCH],
     answer: [bool; BATCH],
     send_headers: MultiHeaders<SockaddrStorage>,
+    send_addrs: [Option<SockaddrStorage>; BATCH],
 }
 
 impl Batch {
@@ -69,6 +70,7 @@ impl Batch {
             replies: std::array::from_fn(|_| Vec::with_capacity(256)),
             answer: [false; BATCH],
             send_headers: MultiHeaders::preallocate(BATCH, cmsg()),
+            send_addrs: [None; BATCH],
         }
     }
 
@@ -190,8 +192,12 @@ impl Batch {
                     .map_or(&[][..], |&i| self.replies[i].as_slice()),
             )]
         });
-        let addrs: [Option<SockaddrStorage>; BATCH] =
-            std::array::from_fn(|k| group.get(k).and_then(|&i| self.datagrams[i].raw_peer));
+        // Only the addresses sent to are copied: a whole array of them is
+        // 4 KiB of memcpy per call.
+        for (slot, &i) in self.send_addrs.iter_mut().zip(group) {
+            *slot = self.datagrams[i].raw_peer;
+        }
+        let addrs = &self.send_addrs[..group.len()];
         let v4;
         let v6;
         let cmsg: &[ControlMessage<'_>] = match local {
@@ -221,7 +227,7 @@ impl Batch {
             fd,
             &mut self.send_headers,
             iovs[..n].iter(),
-            &addrs[..n],
+            addrs,
             cmsg,
             MsgFlags::MSG_DONTWAIT,
         )?;

@@ -2,6 +2,7 @@
 //! loopback ports. One test binary; helpers in `util`.
 
 mod answering;
+mod bench;
 mod check;
 mod conflict;
 mod daemon;
