@@ -74,7 +74,36 @@ pub(crate) fn bind_group(addr: SocketAddr, workers: usize) -> Result<Vec<UdpSock
             source,
         });
     }
+    // Without steering the kernel hashes each sender's 4-tuple onto a
+    // socket, and a few clients can all land on one worker.
+    let _ = steer_by_cpu(&sockets[0], workers);
     Ok(sockets)
+}
+
+/// Sends each datagram to the worker whose index is the receiving CPU's
+/// (modulo the workers), with a classic BPF program on the group. If the
+/// kernel refuses it, the group keeps hashing.
+fn steer_by_cpu(socket: &UdpSocket, workers: usize) -> nix::Result<()> {
+    let op = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let mut program = [
+        op(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32,
+        ),
+        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, workers as u32),
+        op(libc::BPF_RET | libc::BPF_A, 0),
+    ];
+    // The kernel copies the program during the call.
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    setsockopt(socket, sockopt::AttachReusePortCbpf, &fprog)
 }
 
 /// Binds a blocking UDP socket to `addr`, with the local arrival address
@@ -143,6 +172,10 @@ mod tests {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         assert_eq!(bind_udp(addr).unwrap_err().kind, BindErrorKind::InUse);
         assert_eq!(bind_group(addr, 2).unwrap_err().kind, BindErrorKind::InUse);
+        assert!(
+            steer_by_cpu(&group[0], 3).is_ok(),
+            "the kernel takes the steering program"
+        );
         // A stranger already in a SO_REUSEPORT group on a free-looking port
         // is caught by the check after binding.
         drop(group);
