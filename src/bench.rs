@@ -3,12 +3,15 @@
 //! Reports throughput, latency percentiles, and lost and malformed replies.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use serde::Serialize;
 
 /// The longest a run may last, whatever is asked.
@@ -150,6 +153,8 @@ pub fn bench(options: &BenchOptions) -> io::Result<BenchReport> {
 
 /// One closed-loop client. Replies to one socket come back in order on
 /// loopback, so each reply is matched to the oldest request in flight.
+/// Sends and receives are batched (`sendmmsg`, `recvmmsg`) so the load
+/// generator takes as little CPU from the server as it can.
 fn client(options: &BenchOptions, budget: &AtomicU64, deadline: Instant) -> io::Result<Tally> {
     let bind: SocketAddr = if options.target.is_ipv6() {
         "[::]:0"
@@ -161,13 +166,13 @@ fn client(options: &BenchOptions, budget: &AtomicU64, deadline: Instant) -> io::
     let socket = UdpSocket::bind(bind)?;
     socket.connect(options.target)?;
     socket.set_read_timeout(Some(options.reply_timeout))?;
+    let fd = socket.as_raw_fd();
     let window = options.window.max(1);
     let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(window);
     let mut tally = Tally {
         rtts_ns: Vec::with_capacity(1 << 16),
         ..Tally::default()
     };
-    let mut buf = [0u8; 2048];
     let stopped = || {
         options
             .stop
@@ -180,48 +185,100 @@ fn client(options: &BenchOptions, budget: &AtomicU64, deadline: Instant) -> io::
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 .is_ok()
     };
+    let request = [IoSlice::new(&options.message)];
+    let requests = vec![request; window];
+    let no_addrs: Vec<Option<SockaddrStorage>> = vec![None; window];
+    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(window, None);
+    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(window, None);
+    const REPLY_SIZE: usize = 2048;
+    let mut replies = vec![0u8; window * REPLY_SIZE];
+    let mut lengths = vec![0usize; window];
     loop {
-        while in_flight.len() < window && Instant::now() < deadline && take() {
-            tally.sent += 1;
-            match socket.send(&options.message) {
-                Ok(_) => in_flight.push_back(Instant::now()),
+        let mut want = 0;
+        while in_flight.len() + want < window && Instant::now() < deadline && take() {
+            want += 1;
+        }
+        let mut sent = 0;
+        while sent < want {
+            let batch = &requests[sent..want];
+            match sendmmsg(
+                fd,
+                &mut send_headers,
+                batch,
+                &no_addrs[sent..want],
+                [],
+                MsgFlags::empty(),
+            ) {
+                Ok(results) => {
+                    let n = results.count().max(1);
+                    let now = Instant::now();
+                    in_flight.extend(std::iter::repeat_n(now, n));
+                    sent += n;
+                }
                 // A pending ICMP error (nobody listened a moment ago)
                 // surfaces on the next send of a connected socket.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => tally.lost += 1,
-                Err(e) => return Err(e),
+                Err(Errno::ECONNREFUSED) => {
+                    tally.lost += 1;
+                    sent += 1;
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
+        tally.sent += want as u64;
         if in_flight.is_empty() {
             return Ok(tally);
         }
-        match socket.recv(&mut buf) {
+        let received = {
+            let mut chunks = replies.chunks_exact_mut(REPLY_SIZE);
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = (0..in_flight.len())
+                .map(|_| [IoSliceMut::new(chunks.next().expect("window chunks"))])
+                .collect();
+            match recvmmsg(
+                fd,
+                &mut recv_headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => {
+                    let mut n = 0;
+                    for (msg, len) in results.zip(lengths.iter_mut()) {
+                        *len = msg.bytes;
+                        n += 1;
+                    }
+                    Ok(n)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match received {
             Ok(n) => {
-                let sent_at = in_flight.pop_front().expect("a request is in flight");
-                if buf[..n].starts_with(&options.response_prefix) {
-                    tally.replies += 1;
-                    let rtt = sent_at.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
-                    tally.rtts_ns.push(rtt);
-                } else {
-                    tally.malformed += 1;
+                for (i, &len) in lengths[..n].iter().enumerate() {
+                    let sent_at = in_flight.pop_front().expect("a request is in flight");
+                    let reply = &replies[i * REPLY_SIZE..i * REPLY_SIZE + len];
+                    if reply.starts_with(&options.response_prefix) {
+                        tally.replies += 1;
+                        let rtt = sent_at.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+                        tally.rtts_ns.push(rtt);
+                    } else {
+                        tally.malformed += 1;
+                    }
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                // Nothing for a whole reply timeout: what is in flight is lost.
+            // Nothing for a whole reply timeout: what is in flight is lost.
+            Err(Errno::EAGAIN) => {
                 tally.lost += in_flight.len() as u64;
                 in_flight.clear();
             }
             // An ICMP error (nobody listening) surfaces on a connected socket.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            Err(Errno::ECONNREFUSED) => {
                 tally.lost += in_flight.len() as u64;
                 in_flight.clear();
                 std::thread::sleep(options.reply_timeout.min(Duration::from_millis(50)));
             }
-            Err(e) => return Err(e),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
