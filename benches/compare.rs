@@ -395,18 +395,18 @@ impl Run {
             std::fs::write(&tmp, body).unwrap();
             std::fs::rename(&tmp, &config).unwrap();
         };
-        write("M0");
+        write("MESSAGE_0000");
         let mut child = self.daemon_with(port, &config);
         let target = SocketAddr::from(([127, 0, 0, 1], port));
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
-        ask_until(&client, target, b"M0", Duration::from_secs(30));
+        ask_until(&client, target, b"MESSAGE_0000", Duration::from_secs(30));
         let count = if self.quick { 5 } else { 20 };
         let mut times: Vec<f64> = (1..=count)
             .map(|i| {
-                let message = format!("M{i}");
+                let message = format!("MESSAGE_{i:04}");
                 let start = Instant::now();
                 write(&message);
                 ask_until(&client, target, message.as_bytes(), Duration::from_secs(10));
@@ -420,7 +420,7 @@ impl Run {
         // A steady load below capacity asks for the message in force while
         // the reloads change only the response prefix, which the load
         // accepts in all its forms (it checks only "SERVER_IP").
-        let last = format!("M{count}");
+        let last = format!("MESSAGE_{count:04}");
         let write_prefix = |prefix: &str| {
             let body = format!("port = {port}\nbind = \"127.0.0.1\"\nresponse_prefix = \"{prefix}\"\nmessage = \"{last}\"\n");
             let tmp = config.with_extension("tmp");

@@ -15,6 +15,7 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{de, Deserialize, Deserializer, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::policy::Security;
 use crate::supervision::Supervision;
 
 /// The prefix of the environment variables that override config keys.
@@ -70,6 +71,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// The supervision strategies.
     pub supervision: Supervision,
+    /// The defences against hostile datagrams.
+    pub security: Security,
     /// The responder chain, asked in order.
     pub responders: Vec<ResponderConfig>,
 }
@@ -92,6 +95,7 @@ impl Default for Config {
             pidfile: None,
             log_file: None,
             supervision: Supervision::default(),
+            security: Security::default(),
             responders: vec![ResponderConfig::classic()],
         }
     }
@@ -290,6 +294,16 @@ const ENV_KEYS: &[&str] = &[
     "supervision.restart_on_failure.backoff_max",
     "supervision.retry_after_cleanup.attempts",
     "supervision.retry_after_cleanup.delay",
+    "security.refused_source_ports",
+    "security.max_amplification",
+    "security.allow",
+    "security.deny",
+    "security.on_link_only",
+    "security.rate_limit_exempt",
+    "security.rate_limit.per_source",
+    "security.rate_limit.burst",
+    "security.rate_limit.global",
+    "security.rate_limit.sources",
 ];
 
 impl ConfigSource {
@@ -475,6 +489,24 @@ fn validate(c: &Config) -> Vec<(String, String)> {
         "responders",
         "must list at least one responder, such as { type = \"classic\" }".into(),
     );
+    // The classic answer's worst case must fit the amplification cap, or
+    // it would never be sent.
+    let worst = c.response_prefix.len()
+        + "255.255.255.255".len()
+        + c.service_port.map_or(0, |_| ":65535".len());
+    let cap = c.security.max_amplification;
+    check(
+        c.message.is_empty() || worst as f64 <= c.message.len() as f64 * cap,
+        "message",
+        format!(
+            "is {} bytes, too short: the answer (up to {worst} bytes) would be over security.max_amplification ({cap}) times it and never sent; use at least {} bytes, or raise security.max_amplification",
+            c.message.len(),
+            (worst as f64 / cap).ceil()
+        ),
+    );
+    for (key, reason) in c.security.problems() {
+        check(false, &key, reason);
+    }
     let restart = &c.supervision.restart_on_failure;
     check(
         restart.backoff <= restart.backoff_max,
@@ -731,22 +763,22 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file(
                 "d.toml",
-                "port = 1000\nmessage = \"FILE\"\nbuffer_size = 512\n",
+                "port = 1000\nmessage = \"FROM_THE_FILE\"\nbuffer_size = 512\n",
             )?;
-            jail.set_env("DISCOVERYD_MESSAGE", "ENV");
+            jail.set_env("DISCOVERYD_MESSAGE", "FROM_THE_ENV");
             jail.set_env("DISCOVERYD_SUPERVISION__RETRY_AFTER_CLEANUP__ATTEMPTS", "7");
             jail.set_env("DISCOVERYD_UNRELATED", "ignored, not an error");
             let mut source = ConfigSource::file("d.toml");
             let c = source.load().unwrap();
             assert_eq!(
                 (c.port, c.message.as_str(), c.buffer_size),
-                (1000, "ENV", 512)
+                (1000, "FROM_THE_ENV", 512)
             );
             assert_eq!(c.supervision.retry_after_cleanup.attempts, 7);
-            source.overrides.message = Some("FLAG".into());
+            source.overrides.message = Some("FROM_THE_FLAG".into());
             source.overrides.port = Some(0);
             let c = source.load().unwrap();
-            assert_eq!((c.port, c.message.as_str()), (0, "FLAG"));
+            assert_eq!((c.port, c.message.as_str()), (0, "FROM_THE_FLAG"));
             Ok(())
         });
     }

@@ -15,6 +15,7 @@ mod error;
 mod logging;
 mod messages;
 mod net;
+mod policy;
 mod protocol;
 mod receiver;
 mod responders;
@@ -40,6 +41,7 @@ pub use error::{Error, EXIT_GAVE_UP, EXIT_INTERNAL, EXIT_OK, EXIT_PORT, EXIT_USA
 pub use logging::LogControl;
 pub use messages::ShutdownReason;
 pub use net::ProcessInfo;
+pub use policy::{RateLimit, Refusal, Security};
 pub use protocol::{parse_reply, write_reply, Announcement, BadReply, CLASSIC, MAX_REPLY};
 pub use responders::{registry, Snapshot};
 pub use status::{Counts, LastReload, Reloads, Status};
@@ -95,6 +97,7 @@ pub fn run(
     let shared = receiver::Shared {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
         counters: Arc::default(),
+        subnets: Arc::new(ArcSwap::from_pointee(net::local_subnets())),
     };
     let (done, finished) = oneshot::channel();
     let launch = Launch {

@@ -12,13 +12,16 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use discoveryd_api::Request;
+use ipnet::IpNet;
 use nix::errno::Errno;
 
 use crate::messages::ListenerError;
-use crate::net::{wake, Batch};
+use crate::net::{wake, Batch, Datagram};
+use crate::policy::{Limiter, Policy, Refusal};
 use crate::responders::{Outcome, Snapshot};
 use crate::stats::{BatchCounts, Counters};
 
@@ -29,6 +32,9 @@ pub(crate) struct Shared {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// The counters.
     pub counters: Arc<Counters>,
+    /// The directly connected subnets (for `on_link_only`), kept current
+    /// by the supervisor.
+    pub subnets: Arc<ArcSwap<Vec<IpNet>>>,
 }
 
 /// A receive loop running on its own thread.
@@ -94,7 +100,10 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         error,
     })?;
-    let mut batch = Batch::new(shared.snapshot.load().buffer_size);
+    let first = shared.snapshot.load();
+    let mut batch = Batch::new(first.buffer_size);
+    let mut limiter = Limiter::new(first.policy.rate.sources);
+    drop(first);
     loop {
         let stopping = stop.load(Ordering::Acquire);
         match batch.recv(fd, !stopping) {
@@ -117,14 +126,21 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
             .any(|d| d.len == 0 && d.peer.is_none());
 
         let snapshot = shared.snapshot.load();
+        let subnets = shared.subnets.load();
+        let policy = &snapshot.policy;
+        let share = 1.0 / snapshot.workers.max(1) as f64;
+        let now = Instant::now();
         let mut counts = BatchCounts::default();
         let mut panicked = None;
         batch.process(|d, payload, reply| {
             let Some(peer) = d.peer else { return false };
-            if d.oversize || payload.is_empty() {
-                counts.rejected += 1;
-                return false;
-            }
+            let exempt = match admit(policy, d, peer, bound.port(), payload, &subnets) {
+                Ok(exempt) => exempt,
+                Err(why) => {
+                    counts.refuse(why);
+                    return false;
+                }
+            };
             let local_ip = d.local.unwrap_or(bound.ip());
             let request = Request {
                 payload,
@@ -133,7 +149,16 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
                 advertised_ip: snapshot.advertise_ip.unwrap_or(local_ip),
             };
             match snapshot.respond(&request, reply) {
-                Outcome::Replied => true,
+                Outcome::Replied => {
+                    let verdict = if !policy.reply_fits(payload.len(), reply.len()) {
+                        Err(Refusal::Amplification)
+                    } else if exempt {
+                        Ok(())
+                    } else {
+                        limiter.allow(peer.ip(), now, &policy.rate, share)
+                    };
+                    verdict.map_err(|why| counts.refuse(why)).is_ok()
+                }
                 Outcome::Ignored => {
                     counts.ignored += 1;
                     false
@@ -154,10 +179,32 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
         if snapshot.buffer_size != batch.buffer_size() {
             batch = Batch::new(snapshot.buffer_size);
         }
+        if policy.rate.sources != limiter.capacity() {
+            limiter = Limiter::new(policy.rate.sources);
+        }
         if woken && stop.load(Ordering::Acquire) {
             return Ok(());
         }
     }
+}
+
+/// The checks before any responder sees a datagram: its size, then the
+/// policy. `Ok(true)` when the source is exempt from rate limits.
+fn admit(
+    policy: &Policy,
+    d: &Datagram,
+    peer: SocketAddr,
+    own_port: u16,
+    payload: &[u8],
+    subnets: &[IpNet],
+) -> Result<bool, Refusal> {
+    if d.oversize {
+        return Err(Refusal::Oversize);
+    }
+    if payload.is_empty() {
+        return Err(Refusal::Empty);
+    }
+    policy.admit(peer, own_port, payload, subnets)
 }
 
 #[cfg(test)]
@@ -181,6 +228,7 @@ mod tests {
         let shared = Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             counters: Arc::default(),
+            subnets: Arc::default(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let socket = Arc::new(socket);

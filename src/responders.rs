@@ -11,6 +11,7 @@ use std::sync::Arc;
 use discoveryd_api::{Action, Globals, Registry, Request, Responder, ResponderContext};
 
 use crate::config::{Config, ConfigErrors, ConfigSource};
+use crate::policy::Policy;
 
 /// The registry of every responder type this binary was built with.
 pub fn registry() -> Registry {
@@ -53,6 +54,10 @@ pub struct Snapshot {
     pub buffer_size: usize,
     /// The configured `advertise_ip`, if any.
     pub advertise_ip: Option<IpAddr>,
+    /// The defences.
+    pub(crate) policy: Policy,
+    /// Receive loops per address: each gets this share of the global rate.
+    pub(crate) workers: usize,
 }
 
 impl Snapshot {
@@ -116,6 +121,8 @@ impl Snapshot {
             links,
             buffer_size: config.buffer_size,
             advertise_ip: config.advertise_ip,
+            policy: Policy::new(&config.security, &config.response_prefix),
+            workers: config.workers(),
         })
     }
 

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::policy::Refusal;
+
 /// Totals since the process started, across listener restarts.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -10,12 +12,19 @@ pub(crate) struct Counters {
     pub answered: AtomicU64,
     /// Datagrams no responder answered.
     pub ignored: AtomicU64,
-    /// Datagrams refused before any responder saw them (empty, oversize).
-    pub rejected: AtomicU64,
+    /// Datagrams refused, by [`Refusal`] index.
+    pub refused: [AtomicU64; Refusal::ALL.len()],
     /// Replies the kernel refused to send.
     pub send_failed: AtomicU64,
     /// Listener restarts made by restart-on-failure.
     pub restarts: AtomicU64,
+}
+
+impl BatchCounts {
+    /// Counts one refused datagram.
+    pub(crate) fn refuse(&mut self, why: Refusal) {
+        self.refused[why.index()] += 1;
+    }
 }
 
 /// One batch's counts, added to [`Counters`] at once.
@@ -25,8 +34,8 @@ pub(crate) struct BatchCounts {
     pub answered: u64,
     /// Datagrams ignored.
     pub ignored: u64,
-    /// Datagrams refused.
-    pub rejected: u64,
+    /// Datagrams refused, by [`Refusal`] index.
+    pub refused: [u64; Refusal::ALL.len()],
     /// Replies not sent.
     pub send_failed: u64,
 }
@@ -34,10 +43,14 @@ pub(crate) struct BatchCounts {
 impl Counters {
     /// Adds one batch's counts.
     pub(crate) fn add(&self, batch: BatchCounts) {
+        for (counter, &n) in self.refused.iter().zip(&batch.refused) {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
         for (counter, n) in [
             (&self.answered, batch.answered),
             (&self.ignored, batch.ignored),
-            (&self.rejected, batch.rejected),
             (&self.send_failed, batch.send_failed),
         ] {
             if n > 0 {

@@ -30,14 +30,16 @@ pub struct Status {
 }
 
 /// Counters since the service started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Requests answered.
     pub answered: u64,
     /// Datagrams no responder answered (not a request we know).
     pub ignored: u64,
-    /// Datagrams refused before any responder saw them (empty, oversize).
+    /// Datagrams refused by a defence (the sum of `refused`).
     pub rejected: u64,
+    /// Datagrams refused, by reason (only reasons that happened).
+    pub refused: std::collections::BTreeMap<String, u64>,
     /// Replies the kernel refused to send.
     pub send_failed: u64,
     /// Listener restarts by restart-on-failure.
@@ -100,6 +102,10 @@ impl fmt::Display for Status {
             "  counters:    answered {}, ignored {}, rejected {}, send failed {}, restarts {}",
             c.answered, c.ignored, c.rejected, c.send_failed, c.restarts
         )?;
+        if !c.refused.is_empty() {
+            let reasons: Vec<String> = c.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(f, "  refused:     {}", reasons.join(", "))?;
+        }
         let r = &self.reloads;
         let last = match &r.last {
             Some(l) => format!(

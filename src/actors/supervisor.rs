@@ -29,10 +29,17 @@ use crate::messages::{
     ShutdownReason, TimerExpired,
 };
 use crate::net::{BindErrorKind, ProcessInfo};
+use crate::policy::Refusal;
 use crate::receiver::Shared;
 use crate::responders::Snapshot;
 use crate::status::{Counts, LastReload, Reloads, Status};
 use crate::supervision::{RestartDecision, RestartTracker};
+
+/// How often refusals are summed up in the log.
+const REFUSAL_LOG_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often the directly connected subnets are read again.
+const SUBNET_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How the service ended.
 pub(super) type Outcome = Result<(), Error>;
@@ -83,6 +90,7 @@ pub(crate) struct SupervisorActor {
     started: Instant,
     reloads: Reloads,
     reloading: bool,
+    refused_logged: std::collections::BTreeMap<String, u64>,
     pidfile: PathBuf,
     control: Option<std::os::unix::net::UnixListener>,
     log_file: Option<PathBuf>,
@@ -148,12 +156,39 @@ impl SupervisorActor {
             started: Instant::now(),
             reloads: Reloads::default(),
             reloading: false,
+            refused_logged: Default::default(),
             pidfile,
             control,
             log_file,
             stopping: None,
             done: Some(done),
         }
+    }
+
+    /// The non-zero refusal counters, by reason.
+    fn refused_now(&self) -> std::collections::BTreeMap<String, u64> {
+        Refusal::ALL
+            .iter()
+            .zip(&self.shared.counters.refused)
+            .map(|(why, n)| (why.name().to_owned(), n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Logs, at most once a period, how many datagrams each defence refused
+    /// since the last time: a flood shows up without flooding the log.
+    fn log_refusals(&mut self) {
+        let now = self.refused_now();
+        let fresh: Vec<String> = now
+            .iter()
+            .map(|(k, v)| (k, v - self.refused_logged.get(k).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        if !fresh.is_empty() {
+            warn!(refused = %fresh.join(", "), period = ?REFUSAL_LOG_PERIOD, "datagrams refused by the defences");
+        }
+        self.refused_logged = now;
     }
 
     /// Tells systemd a reload has begun (once per reload).
@@ -186,6 +221,7 @@ impl SupervisorActor {
     fn status(&self) -> Status {
         let c = &self.shared.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let refused = self.refused_now();
         Status {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -200,7 +236,8 @@ impl SupervisorActor {
             counters: Counts {
                 answered: load(&c.answered),
                 ignored: load(&c.ignored),
-                rejected: load(&c.rejected),
+                rejected: refused.values().sum(),
+                refused,
                 send_failed: load(&c.send_failed),
                 restarts: load(&c.restarts),
             },
@@ -507,6 +544,13 @@ impl Actor for SupervisorActor {
         });
         signals::forward::<Self, _>(ctx, SignalKind::user_defined1(), "SIGUSR1", || LogStatus);
         signals::forward::<Self, _>(ctx, SignalKind::user_defined2(), "SIGUSR2", || ReopenLog);
+        ctx.run_interval(REFUSAL_LOG_PERIOD, |sup, _| sup.log_refusals());
+        // Interfaces come and go (DHCP, hotplug): keep `on_link_only` current.
+        ctx.run_interval(SUBNET_REFRESH, |sup, _| {
+            sup.shared
+                .subnets
+                .store(Arc::new(crate::net::local_subnets()))
+        });
         if let Some(interval) = self.notifier.watchdog_interval() {
             ctx.run_interval(interval, |sup, _| sup.notifier.watchdog());
         }

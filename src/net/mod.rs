@@ -5,9 +5,37 @@ mod batch;
 pub(crate) mod holder;
 mod socket;
 
-pub(crate) use batch::Batch;
+pub(crate) use batch::{Batch, Datagram};
 pub(crate) use holder::port_holder;
 pub use holder::ProcessInfo;
 #[cfg(test)]
 pub(crate) use socket::bind_udp;
 pub(crate) use socket::{bind_group, wake, BindError, BindErrorKind};
+
+/// The subnets of this host's interfaces that are up: who is on-link.
+pub(crate) fn local_subnets() -> Vec<ipnet::IpNet> {
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    interfaces
+        .filter(|i| i.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP))
+        .filter_map(|i| {
+            let (addr, mask) = (i.address?, i.netmask?);
+            let net = match (
+                addr.as_sockaddr_in(),
+                mask.as_sockaddr_in(),
+                addr.as_sockaddr_in6(),
+                mask.as_sockaddr_in6(),
+            ) {
+                (Some(a), Some(m), _, _) => {
+                    ipnet::IpNet::with_netmask(a.ip().into(), m.ip().into())
+                }
+                (_, _, Some(a), Some(m)) => {
+                    ipnet::IpNet::with_netmask(a.ip().into(), m.ip().into())
+                }
+                _ => return None,
+            };
+            net.ok().map(|n| n.trunc())
+        })
+        .collect()
+}

@@ -122,12 +122,12 @@ fn the_message_flag_and_env_override_the_file() {
     let path = config.path();
     let mut daemon = Daemon::spawn_with_env(
         &["run", "--config", path.to_str().unwrap(), "--port", "0"],
-        &[("DISCOVERYD_MESSAGE", "FROM_ENV")],
+        &[("DISCOVERYD_MESSAGE", "FROM_ENV_VAR")],
     );
     let port = daemon.listening_port();
     let client = Client::new();
     assert_eq!(
-        client.ask(port, b"FROM_ENV").as_deref(),
+        client.ask(port, b"FROM_ENV_VAR").as_deref(),
         Some("SERVER_IP:127.0.0.1")
     );
     assert_eq!(client.ask(port, b"FROM_FILE"), None);
@@ -143,7 +143,7 @@ fn the_message_flag_and_env_override_the_file() {
             "--message",
             "FROM_FLAG",
         ],
-        &[("DISCOVERYD_MESSAGE", "FROM_ENV")],
+        &[("DISCOVERYD_MESSAGE", "FROM_ENV_VAR")],
     );
     let port = daemon.listening_port();
     assert_eq!(

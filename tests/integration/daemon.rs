@@ -149,10 +149,10 @@ fn start_status_reload_stop() {
 
     // Reload: a valid change applies, an invalid one is rejected (exit 2).
     bg.config
-        .write(&config_for(bg.port, "message = \"RELOADED\""));
+        .write(&config_for(bg.port, "message = \"RELOADED_MESSAGE\""));
     let (code, out, _) = bg.cmd("reload", &[]);
     assert_eq!(code, 0, "{out}");
-    client.ask_until(bg.port, b"RELOADED", "SERVER_IP:127.0.0.1");
+    client.ask_until(bg.port, b"RELOADED_MESSAGE", "SERVER_IP:127.0.0.1");
     bg.config.write(&config_for(bg.port, "message = \"\""));
     let (code, out, _) = bg.cmd("reload", &[]);
     assert_eq!(code, 2, "{out}");
@@ -161,7 +161,7 @@ fn start_status_reload_stop() {
         "{out}"
     );
     assert_eq!(
-        client.ask(bg.port, b"RELOADED").as_deref(),
+        client.ask(bg.port, b"RELOADED_MESSAGE").as_deref(),
         Some("SERVER_IP:127.0.0.1")
     );
     let status = bg.status_json();
@@ -371,7 +371,7 @@ fn systemd_notifications_follow_the_lifecycle() {
     );
     notify.expect("WATCHDOG=1");
 
-    config.write(&config_for(port, "message = \"NOTIFIED\""));
+    config.write(&config_for(port, "message = \"NOTIFIED_MESSAGE\""));
     let reloading = notify.expect("RELOADING=1");
     let usec: u64 = reloading
         .lines()

@@ -102,7 +102,7 @@ fn fake_server(replies: &'static [&'static [u8]]) -> String {
 fn malformed_answers_are_ignored_and_counted() {
     let long: &'static [u8] = Box::leak(vec![b'S'; 600].into_boxed_slice());
     let replies: &'static [&'static [u8]] = Box::leak(Box::new([
-        &b"HELLO"[..],
+        &b"HELLO_THERE"[..],
         b"SERVER_IP:not-an-ip",
         b"SERVER_IP:10.0.0.1:99999",
         long,

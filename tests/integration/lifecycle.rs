@@ -8,14 +8,14 @@ use crate::util::{config_for, free_port, output, Client, ConfigDir, Daemon};
 
 #[test]
 fn run_prints_the_configuration_the_real_address_and_how_to_test() {
-    let mut daemon = Daemon::spawn(&["run", "--port", "0", "--message", "HELLO"]);
+    let mut daemon = Daemon::spawn(&["run", "--port", "0", "--message", "HELLO_THERE"]);
     let port = daemon.listening_port();
     assert_ne!(port, 0);
     let out = daemon.stdout_text();
     for expected in [
         "Configuration:",
         "port:            0 (ephemeral)",
-        "message:         HELLO",
+        "message:         HELLO_THERE",
         "response prefix: SERVER_IP:",
         "buffer size:     1024 bytes",
         "logging:         on (info)",

@@ -10,5 +10,6 @@ mod discover;
 mod lifecycle;
 mod plugins;
 mod reload;
+mod security;
 mod supervision;
 mod util;

@@ -16,28 +16,28 @@ fn a_new_message_applies_in_place_without_a_rebind() {
     // `--port 0` as tests use it: the pinned port must not count as a change.
     let config = ConfigDir::new(&config_for(
         free_port(),
-        "message = \"OLD\"\nlog_level = \"debug\"",
+        "message = \"OLD_MESSAGE\"\nlog_level = \"debug\"",
     ));
     let (mut daemon, port) = Daemon::run(&config, &["--port", "0"]);
     let client = Client::new();
     assert_eq!(
-        client.ask(port, b"OLD").as_deref(),
+        client.ask(port, b"OLD_MESSAGE").as_deref(),
         Some("SERVER_IP:127.0.0.1")
     );
     let edit = |extra: &str| config_for(port, &format!("log_level = \"debug\"\n{extra}"));
     config.write(&edit(
-        "message = \"NEW\"\nresponse_prefix = \"HERE:\"\nservice_port = 81",
+        "message = \"NEW_MESSAGE\"\nresponse_prefix = \"HERE:\"\nservice_port = 81",
     ));
-    client.ask_until(port, b"NEW", "HERE:127.0.0.1:81");
-    assert_eq!(client.ask(port, b"OLD"), None);
+    client.ask_until(port, b"NEW_MESSAGE", "HERE:127.0.0.1:81");
+    assert_eq!(client.ask(port, b"OLD_MESSAGE"), None);
     let line = daemon.expect_stderr("config reloaded");
     for key in ["message", "response_prefix", "service_port"] {
         assert!(line.contains(key), "{key} missing: {line}");
     }
     // A second edit lands too, and reading the file for a reload must not
     // itself count as a change (that would reload every debounce period).
-    config.write(&edit("message = \"NEWER\""));
-    client.ask_until(port, b"NEWER", "SERVER_IP:127.0.0.1");
+    config.write(&edit("message = \"NEWER_MESSAGE\""));
+    client.ask_until(port, b"NEWER_MESSAGE", "SERVER_IP:127.0.0.1");
     daemon.expect_stderr("config reloaded");
     let err = daemon.stderr_text();
     assert!(
@@ -55,8 +55,8 @@ fn an_atomic_save_by_rename_is_seen() {
     let port = free_port();
     let config = ConfigDir::new(&config_for(port, ""));
     let (_daemon, _) = Daemon::run(&config, &[]);
-    config.write_by_rename(&config_for(port, "message = \"RENAMED\""));
-    Client::new().ask_until(port, b"RENAMED", "SERVER_IP:127.0.0.1");
+    config.write_by_rename(&config_for(port, "message = \"RENAMED_MESSAGE\""));
+    Client::new().ask_until(port, b"RENAMED_MESSAGE", "SERVER_IP:127.0.0.1");
 }
 
 #[test]
@@ -64,17 +64,17 @@ fn sighup_reloads_even_when_the_watcher_sees_nothing() {
     // The config path is a symlink into a directory nobody watches, so only
     // SIGHUP can bring the edit in.
     let port = free_port();
-    let real = ConfigDir::new(&config_for(port, "message = \"BEFORE\""));
+    let real = ConfigDir::new(&config_for(port, "message = \"BEFORE_MESSAGE\""));
     let link_dir = tempfile::tempdir().unwrap();
     let link = link_dir.path().join("discoveryd.toml");
     std::os::unix::fs::symlink(real.path(), &link).unwrap();
     let mut daemon = Daemon::spawn(&["run", "--config", link.to_str().unwrap()]);
     daemon.listening_port();
     let client = Client::new();
-    assert!(client.ask(port, b"BEFORE").is_some());
-    real.write(&config_for(port, "message = \"AFTER\""));
+    assert!(client.ask(port, b"BEFORE_MESSAGE").is_some());
+    real.write(&config_for(port, "message = \"AFTER_MESSAGE\""));
     daemon.signal(Signal::SIGHUP);
-    client.ask_until(port, b"AFTER", "SERVER_IP:127.0.0.1");
+    client.ask_until(port, b"AFTER_MESSAGE", "SERVER_IP:127.0.0.1");
 }
 
 #[test]
@@ -123,8 +123,8 @@ fn a_new_port_is_bound_before_the_old_one_closes() {
     let config = ConfigDir::new(&config_for(old, ""));
     let (mut daemon, _) = Daemon::run(&config, &[]);
     let client = Client::new();
-    config.write(&config_for(new, "message = \"MOVED\""));
-    client.ask_until(new, b"MOVED", "SERVER_IP:127.0.0.1");
+    config.write(&config_for(new, "message = \"MOVED_MESSAGE\""));
+    client.ask_until(new, b"MOVED_MESSAGE", "SERVER_IP:127.0.0.1");
     daemon.expect_stderr("binding the new addresses first");
     daemon.expect_stderr("listening on new addresses");
     // The old socket closes once the new one answers.
@@ -146,7 +146,7 @@ fn a_busy_new_port_is_rejected_and_the_old_port_keeps_serving() {
     let (mut daemon, _) = Daemon::run(&config, &[]);
     config.write(&config_for(
         busy,
-        &format!("message = \"NEVER\"\n{QUICK_RETRIES}"),
+        &format!("message = \"NEVER_MESSAGE\"\n{QUICK_RETRIES}"),
     ));
     daemon.expect_stderr("port conflict");
     let rejected = daemon.expect_stderr("config rejected");
@@ -160,7 +160,7 @@ fn a_busy_new_port_is_rejected_and_the_old_port_keeps_serving() {
         client.ask(old, b"DISCOVER_SERVER").as_deref(),
         Some("SERVER_IP:127.0.0.1")
     );
-    assert_eq!(client.ask(old, b"NEVER"), None);
+    assert_eq!(client.ask(old, b"NEVER_MESSAGE"), None);
 }
 
 #[test]
@@ -194,8 +194,8 @@ fn invalid_edits_are_rejected_by_file_and_key_and_the_old_config_serves_on() {
             "after {body:?}"
         );
     }
-    config.write(&config_for(port, "message = \"FIXED\""));
-    client.ask_until(port, b"FIXED", "SERVER_IP:127.0.0.1");
+    config.write(&config_for(port, "message = \"FIXED_MESSAGE\""));
+    client.ask_until(port, b"FIXED_MESSAGE", "SERVER_IP:127.0.0.1");
 }
 
 #[test]
@@ -204,16 +204,25 @@ fn logging_false_silences_info_logs_live() {
     let config = ConfigDir::new(&config_for(port, ""));
     let (mut daemon, _) = Daemon::run(&config, &[]);
     let client = Client::new();
-    config.write(&config_for(port, "logging = false\nmessage = \"QUIET\""));
-    client.ask_until(port, b"QUIET", "SERVER_IP:127.0.0.1");
-    config.write(&config_for(port, "logging = false\nmessage = \"QUIETER\""));
-    client.ask_until(port, b"QUIETER", "SERVER_IP:127.0.0.1");
-    config.write(&config_for(port, "logging = true\nmessage = \"LOUD\""));
-    client.ask_until(port, b"LOUD", "SERVER_IP:127.0.0.1");
+    config.write(&config_for(
+        port,
+        "logging = false\nmessage = \"QUIET_MESSAGE\"",
+    ));
+    client.ask_until(port, b"QUIET_MESSAGE", "SERVER_IP:127.0.0.1");
+    config.write(&config_for(
+        port,
+        "logging = false\nmessage = \"QUIETER_MESSAGE\"",
+    ));
+    client.ask_until(port, b"QUIETER_MESSAGE", "SERVER_IP:127.0.0.1");
+    config.write(&config_for(
+        port,
+        "logging = true\nmessage = \"LOUD_MESSAGE\"",
+    ));
+    client.ask_until(port, b"LOUD_MESSAGE", "SERVER_IP:127.0.0.1");
     daemon.expect_stderr("changed=logging, message");
     let err = daemon.stderr_text();
     assert!(
-        !err.contains("QUIETER") && err.matches("config reloaded").count() == 1,
+        !err.contains("QUIETER_MESSAGE") && err.matches("config reloaded").count() == 1,
         "{err}"
     );
 }
@@ -227,8 +236,12 @@ fn reload_latency_from_write_to_new_answer() {
     let client = Client::new();
     let mut times: Vec<Duration> = (0..20)
         .map(|i| {
-            config.write(&config_for(port, &format!("message = \"M{i}\"")));
-            client.ask_until(port, format!("M{i}").as_bytes(), "SERVER_IP:127.0.0.1")
+            config.write(&config_for(port, &format!("message = \"MESSAGE_{i:04}\"")));
+            client.ask_until(
+                port,
+                format!("MESSAGE_{i:04}").as_bytes(),
+                "SERVER_IP:127.0.0.1",
+            )
         })
         .collect();
     times.sort();
@@ -249,14 +262,19 @@ fn a_bind_change_on_the_same_port_hands_over_to_the_new_sockets() {
     let mut daemon = Daemon::spawn_with_env(&["run", "--config", path.to_str().unwrap()], &[]);
     daemon.listening_port();
     config.write(&format!(
-        "port = {port}\nbind = \"0.0.0.0\"\nmessage = \"WIDE\"\n"
+        "port = {port}\nbind = \"0.0.0.0\"\nmessage = \"WIDE_MESSAGE\"\n"
     ));
     daemon.expect_stderr("closing the old first");
     let client = Client::new();
     let deadline = std::time::Instant::now() + crate::util::DEADLINE;
     loop {
         let reply = client
-            .ask_at("127.0.0.2", port, b"WIDE", Duration::from_millis(50))
+            .ask_at(
+                "127.0.0.2",
+                port,
+                b"WIDE_MESSAGE",
+                Duration::from_millis(50),
+            )
             .map(|(r, _)| r);
         if reply.as_deref() == Some("SERVER_IP:127.0.0.2") {
             break;

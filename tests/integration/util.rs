@@ -145,6 +145,15 @@ impl Daemon {
         self.child.id()
     }
 
+    /// This daemon's status document (`discoveryd status --json`).
+    pub(crate) fn status(&self) -> serde_json::Value {
+        let pidfile = self._state.path().join("discoveryd.pid");
+        let (code, out, err) =
+            output(&["status", "--json", "--pidfile", pidfile.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).expect("status JSON")
+    }
+
     /// Waits for the `[OK] ... listening on <addr>` line; returns the port.
     pub(crate) fn listening_port(&mut self) -> u16 {
         let line = self.expect_stdout("[OK] discovery service listening on ");

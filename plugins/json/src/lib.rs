@@ -12,6 +12,10 @@
 //! ```
 //!
 //! The answer is `{"name":…,"version":…,"ip":…,"service_port":…,"metadata":{…}}`.
+//! It is larger than the request, and discoveryd never answers with more
+//! than `security.max_amplification` (3) times the request's size, so
+//! clients pad the request with spaces or NUL bytes to a third of the
+//! document's size; the padding is accepted.
 //! Everything but `ip` is rendered once, when the responder is built, so
 //! answering costs one copy and one address formatting.
 
@@ -96,7 +100,13 @@ struct JsonResponder {
 
 impl Responder for JsonResponder {
     fn respond(&self, request: &Request<'_>, reply: &mut Vec<u8>) -> Action {
-        if request.payload != self.message.as_slice() {
+        // The document is larger than the request: discoveryd sends no
+        // answer over `max_amplification` times the request's size, so
+        // clients pad the request with spaces or NUL bytes.
+        let Some(padding) = request.payload.strip_prefix(self.message.as_slice()) else {
+            return Action::Pass;
+        };
+        if !padding.iter().all(|&b| b == b' ' || b == 0) {
             return Action::Pass;
         }
         reply.extend_from_slice(&self.head);
@@ -159,10 +169,11 @@ mod tests {
     }
 
     #[test]
-    fn passes_other_messages() {
+    fn passes_other_messages_but_takes_padded_ones() {
         let r = responder("", None).unwrap();
         assert_eq!(ask(r.as_ref(), b"DISCOVER_SERVER").0, Action::Pass);
         assert_eq!(ask(r.as_ref(), b"DISCOVER_JSONX").0, Action::Pass);
+        assert_eq!(ask(r.as_ref(), b"DISCOVER_JSON    \0\0").0, Action::Reply);
     }
 
     #[test]

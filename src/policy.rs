@@ -1,0 +1,546 @@
+//! The defences: what a datagram must pass before anything answers it, and
+//! what an answer must pass before it leaves. Each has a threat it answers
+//! (README, "Security"), a config key under `[security]`, and a counter.
+//!
+//! Everything here runs per datagram on the receive loop's thread: no lock,
+//! no allocation. The rate limiter's source table is per worker, bounded,
+//! and allocated when the loop starts.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Why a datagram got no answer (besides "no responder wanted it").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Empty datagram.
+    Empty,
+    /// Longer than `buffer_size`.
+    Oversize,
+    /// Source port 0: no reply can reach it.
+    SourcePortZero,
+    /// A well-known reflector port (a spoofed victim's service).
+    ReflectorPort,
+    /// Our own port: another responder, or ourselves, looping.
+    OwnPort,
+    /// A multicast, broadcast or unspecified source address.
+    SourceAddress,
+    /// Starts with a response prefix: another responder's answer.
+    Loop,
+    /// Outside `allow`, or inside `deny`.
+    Denied,
+    /// Not on a directly connected subnet (`on_link_only`).
+    OffLink,
+    /// Over the per-source rate.
+    RateLimited,
+    /// Over the global rate.
+    GlobalRate,
+    /// The reply would be more than `max_amplification` times the request.
+    Amplification,
+}
+
+impl Refusal {
+    /// Every reason, in counter order.
+    pub const ALL: [Refusal; 12] = [
+        Refusal::Empty,
+        Refusal::Oversize,
+        Refusal::SourcePortZero,
+        Refusal::ReflectorPort,
+        Refusal::OwnPort,
+        Refusal::SourceAddress,
+        Refusal::Loop,
+        Refusal::Denied,
+        Refusal::OffLink,
+        Refusal::RateLimited,
+        Refusal::GlobalRate,
+        Refusal::Amplification,
+    ];
+
+    /// The counter's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::Empty => "empty",
+            Refusal::Oversize => "oversize",
+            Refusal::SourcePortZero => "source_port_zero",
+            Refusal::ReflectorPort => "reflector_port",
+            Refusal::OwnPort => "own_port",
+            Refusal::SourceAddress => "source_address",
+            Refusal::Loop => "loop",
+            Refusal::Denied => "denied",
+            Refusal::OffLink => "off_link",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::GlobalRate => "global_rate",
+            Refusal::Amplification => "amplification",
+        }
+    }
+
+    /// The counter's index.
+    pub fn index(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|r| *r == self)
+            .expect("every reason is listed")
+    }
+}
+
+/// The `[security]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Security {
+    /// Source ports never answered: reflector services a spoofed request
+    /// would turn us against.
+    pub refused_source_ports: Vec<u16>,
+    /// A reply may be at most this many times the request's size.
+    pub max_amplification: f64,
+    /// If not empty, only sources in these networks are answered.
+    pub allow: Vec<IpNet>,
+    /// Sources in these networks are never answered.
+    pub deny: Vec<IpNet>,
+    /// Answer only sources on a directly connected subnet, or loopback.
+    pub on_link_only: bool,
+    /// Sources the rate limits do not apply to.
+    pub rate_limit_exempt: Vec<IpNet>,
+    /// The rate limits.
+    pub rate_limit: RateLimit,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            refused_source_ports: vec![
+                7, 9, 13, 17, 19, 37, 53, 123, 161, 389, 1900, 3702, 5353, 11211,
+            ],
+            max_amplification: 3.0,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            on_link_only: true,
+            rate_limit_exempt: vec![
+                "127.0.0.0/8".parse().expect("literal"),
+                "::1/128".parse().expect("literal"),
+            ],
+            rate_limit: RateLimit::default(),
+        }
+    }
+}
+
+/// `[security.rate_limit]`: token buckets. Each worker keeps its own
+/// buckets and its share of `global`, so no lock is taken per datagram. On a
+/// real interface, receive-side scaling keeps a flow on one CPU, hence one
+/// worker; a source that reaches several workers gets up to `workers`
+/// times `per_source`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    /// Replies per second to one source address (IPv6: one /64).
+    pub per_source: f64,
+    /// Replies one source may get at once.
+    pub burst: f64,
+    /// Replies per second in all, across every source not exempt.
+    pub global: f64,
+    /// Sources tracked at most (least recently seen forgotten first).
+    pub sources: usize,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_source: 20.0,
+            burst: 40.0,
+            global: 10_000.0,
+            sources: 65_536,
+        }
+    }
+}
+
+impl Security {
+    /// Problems, as `(key, reason)` pairs under `security.`.
+    pub(crate) fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let r = &self.rate_limit;
+        let mut check = |ok: bool, key: &str, reason: &str| {
+            if !ok {
+                out.push((format!("security.{key}"), reason.to_owned()));
+            }
+        };
+        check(
+            self.max_amplification >= 1.0,
+            "max_amplification",
+            "must be at least 1.0; the default is 3.0",
+        );
+        check(
+            r.per_source > 0.0,
+            "rate_limit.per_source",
+            "must be above 0; the default is 20 replies/s",
+        );
+        check(
+            r.burst >= 1.0,
+            "rate_limit.burst",
+            "must be at least 1; the default is 40",
+        );
+        check(
+            r.global > 0.0,
+            "rate_limit.global",
+            "must be above 0; the default is 10000 replies/s",
+        );
+        check(
+            (16..=16_777_216).contains(&r.sources),
+            "rate_limit.sources",
+            "use 16 to 16777216; the default is 65536",
+        );
+        out
+    }
+}
+
+/// The compiled defences of one configuration.
+#[derive(Debug)]
+pub(crate) struct Policy {
+    refused_ports: Box<[u64; 1024]>,
+    loop_prefix: Vec<u8>,
+    max_amplification: f64,
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+    on_link_only: bool,
+    exempt: Vec<IpNet>,
+    pub(crate) rate: RateLimit,
+}
+
+impl Policy {
+    /// Compiles `security`; `response_prefix` is what loops look like.
+    pub(crate) fn new(security: &Security, response_prefix: &str) -> Self {
+        let mut refused_ports = Box::new([0u64; 1024]);
+        for &port in &security.refused_source_ports {
+            refused_ports[usize::from(port) / 64] |= 1 << (port % 64);
+        }
+        Self {
+            refused_ports,
+            loop_prefix: response_prefix.as_bytes().to_vec(),
+            max_amplification: security.max_amplification,
+            allow: security.allow.clone(),
+            deny: security.deny.clone(),
+            on_link_only: security.on_link_only,
+            exempt: security.rate_limit_exempt.clone(),
+            rate: security.rate_limit.clone(),
+        }
+    }
+
+    /// Checks a request before any responder sees it. `Ok(true)` when the
+    /// source is exempt from the rate limits.
+    pub(crate) fn admit(
+        &self,
+        peer: SocketAddr,
+        own_port: u16,
+        payload: &[u8],
+        on_link: &[IpNet],
+    ) -> Result<bool, Refusal> {
+        let (ip, port) = (canonical(peer.ip()), peer.port());
+        if port == 0 {
+            return Err(Refusal::SourcePortZero);
+        }
+        if self.refused_ports[usize::from(port) / 64] & (1 << (port % 64)) != 0 {
+            return Err(Refusal::ReflectorPort);
+        }
+        if port == own_port {
+            return Err(Refusal::OwnPort);
+        }
+        let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+        if ip.is_multicast() || ip.is_unspecified() || broadcast {
+            return Err(Refusal::SourceAddress);
+        }
+        if self.deny.iter().any(|n| n.contains(&ip))
+            || (!self.allow.is_empty() && !self.allow.iter().any(|n| n.contains(&ip)))
+        {
+            return Err(Refusal::Denied);
+        }
+        if self.on_link_only && !ip.is_loopback() && !on_link.iter().any(|n| n.contains(&ip)) {
+            return Err(Refusal::OffLink);
+        }
+        if !self.loop_prefix.is_empty() && payload.starts_with(&self.loop_prefix) {
+            return Err(Refusal::Loop);
+        }
+        Ok(self.exempt.iter().any(|n| n.contains(&ip)))
+    }
+
+    /// Checks an answer's size against its request's.
+    pub(crate) fn reply_fits(&self, request: usize, reply: usize) -> bool {
+        reply as f64 <= request as f64 * self.max_amplification
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// A token bucket.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One worker's rate limiter: a bucket per source in a bounded table of
+/// two generations (a source not seen for a generation is forgotten), and a
+/// share of the global bucket. Its maps keep their capacity, so it
+/// allocates nothing per datagram.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    young: HashMap<IpAddr, Bucket>,
+    old: HashMap<IpAddr, Bucket>,
+    generation: usize,
+    global: Bucket,
+}
+
+impl Limiter {
+    /// A limiter tracking up to `sources` sources.
+    pub(crate) fn new(sources: usize) -> Self {
+        let generation = (sources / 2).max(8);
+        Self {
+            young: HashMap::with_capacity(generation),
+            old: HashMap::with_capacity(generation),
+            generation,
+            // Starts full: the first take clamps it to the burst.
+            global: Bucket {
+                tokens: f64::INFINITY,
+                at: Instant::now(),
+            },
+        }
+    }
+
+    /// The sources this limiter was made for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.generation * 2
+    }
+
+    /// Takes a token for a reply to `ip` at `now`; `share` is this worker's
+    /// part of the global rate (1 / workers).
+    pub(crate) fn allow(
+        &mut self,
+        ip: IpAddr,
+        now: Instant,
+        rate: &RateLimit,
+        share: f64,
+    ) -> Result<(), Refusal> {
+        let key = match canonical(ip) {
+            // One IPv6 host usually owns a whole /64.
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+            v4 => v4,
+        };
+        let bucket = match self.young.get_mut(&key) {
+            Some(bucket) => bucket,
+            None => {
+                let bucket = self
+                    .old
+                    .remove(&key)
+                    .unwrap_or_else(|| Bucket::full(rate.burst, now));
+                if self.young.len() >= self.generation {
+                    std::mem::swap(&mut self.young, &mut self.old);
+                    self.young.clear();
+                }
+                self.young.entry(key).or_insert(bucket)
+            }
+        };
+        if !bucket.take(now, rate.per_source, rate.burst) {
+            return Err(Refusal::RateLimited);
+        }
+        let global_rate = rate.global * share;
+        if !self.global.take(now, global_rate, global_rate.max(1.0)) {
+            return Err(Refusal::GlobalRate);
+        }
+        Ok(())
+    }
+
+    /// Sources tracked now (both generations).
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn policy() -> Policy {
+        Policy::new(&Security::default(), "SERVER_IP:")
+    }
+
+    fn admit(p: &Policy, peer: &str, payload: &[u8]) -> Result<bool, Refusal> {
+        let on_link: Vec<IpNet> = vec![
+            "192.168.1.0/24".parse().unwrap(),
+            "fe80::/64".parse().unwrap(),
+        ];
+        p.admit(peer.parse().unwrap(), 9999, payload, &on_link)
+    }
+
+    #[test]
+    fn refuses_spoofable_and_looping_sources_by_reason() {
+        let p = policy();
+        assert_eq!(
+            admit(&p, "192.168.1.5:40000", b"DISCOVER_SERVER"),
+            Ok(false)
+        );
+        assert_eq!(admit(&p, "127.0.0.1:40000", b"DISCOVER_SERVER"), Ok(true));
+        assert_eq!(
+            admit(&p, "192.168.1.5:0", b"x"),
+            Err(Refusal::SourcePortZero)
+        );
+        for port in [7, 19, 53, 123, 1900, 5353, 11211] {
+            assert_eq!(
+                admit(&p, &format!("192.168.1.5:{port}"), b"x"),
+                Err(Refusal::ReflectorPort),
+                "{port}"
+            );
+        }
+        assert_eq!(admit(&p, "192.168.1.5:9999", b"x"), Err(Refusal::OwnPort));
+        assert_eq!(
+            admit(&p, "255.255.255.255:4000", b"x"),
+            Err(Refusal::SourceAddress)
+        );
+        assert_eq!(
+            admit(&p, "224.0.0.251:4000", b"x"),
+            Err(Refusal::SourceAddress)
+        );
+        assert_eq!(admit(&p, "0.0.0.0:4000", b"x"), Err(Refusal::SourceAddress));
+        assert_eq!(
+            admit(&p, "192.168.1.5:4000", b"SERVER_IP:1.2.3.4"),
+            Err(Refusal::Loop)
+        );
+        assert_eq!(
+            admit(&p, "10.9.9.9:4000", b"DISCOVER_SERVER"),
+            Err(Refusal::OffLink)
+        );
+        assert_eq!(admit(&p, "[fe80::7]:4000", b"DISCOVER_SERVER"), Ok(false));
+        assert_eq!(
+            admit(&p, "[::ffff:10.9.9.9]:4000", b"DISCOVER_SERVER"),
+            Err(Refusal::OffLink)
+        );
+    }
+
+    #[test]
+    fn allow_and_deny_lists_apply() {
+        let security = Security {
+            allow: vec!["192.168.1.0/25".parse().unwrap()],
+            deny: vec!["192.168.1.66/32".parse().unwrap()],
+            on_link_only: false,
+            ..Security::default()
+        };
+        let p = Policy::new(&security, "SERVER_IP:");
+        assert_eq!(admit(&p, "192.168.1.5:4000", b"M"), Ok(false));
+        assert_eq!(admit(&p, "192.168.1.66:4000", b"M"), Err(Refusal::Denied));
+        assert_eq!(admit(&p, "192.168.1.200:4000", b"M"), Err(Refusal::Denied));
+        let open = Policy::new(
+            &Security {
+                on_link_only: false,
+                ..Security::default()
+            },
+            "SERVER_IP:",
+        );
+        assert_eq!(admit(&open, "10.9.9.9:4000", b"M"), Ok(false));
+    }
+
+    #[test]
+    fn the_classic_answer_fits_the_amplification_cap() {
+        let p = policy();
+        let longest_v4 = "SERVER_IP:255.255.255.255:65535".len();
+        assert!(p.reply_fits("DISCOVER_SERVER".len(), longest_v4));
+        assert!(!p.reply_fits(10, 31));
+    }
+
+    #[test]
+    fn a_source_gets_its_burst_then_its_rate() {
+        let rate = RateLimit {
+            per_source: 10.0,
+            burst: 3.0,
+            global: 1e9,
+            sources: 64,
+        };
+        let mut limiter = Limiter::new(rate.sources);
+        let ip: IpAddr = "192.168.1.5".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limiter.allow(ip, t0, &rate, 1.0), Ok(()));
+        }
+        assert_eq!(limiter.allow(ip, t0, &rate, 1.0), Err(Refusal::RateLimited));
+        // 100 ms at 10/s refills one token.
+        assert_eq!(
+            limiter.allow(ip, t0 + Duration::from_millis(100), &rate, 1.0),
+            Ok(())
+        );
+        // Another source is not affected; a neighbour in the same IPv6 /64 is.
+        assert_eq!(
+            limiter.allow("192.168.1.6".parse().unwrap(), t0, &rate, 1.0),
+            Ok(())
+        );
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        for _ in 0..3 {
+            limiter.allow(v6("2001:db8::1"), t0, &rate, 1.0).unwrap();
+        }
+        assert_eq!(
+            limiter.allow(v6("2001:db8::ffff"), t0, &rate, 1.0),
+            Err(Refusal::RateLimited)
+        );
+    }
+
+    #[test]
+    fn the_global_rate_caps_all_sources_together() {
+        let rate = RateLimit {
+            per_source: 1e9,
+            burst: 1e9,
+            global: 4.0,
+            sources: 64,
+        };
+        let mut limiter = Limiter::new(rate.sources);
+        let t0 = Instant::now() + Duration::from_secs(1);
+        let allowed = (0..20u8)
+            .filter(|i| {
+                limiter
+                    .allow(IpAddr::from([192, 168, 1, *i]), t0, &rate, 1.0)
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(allowed, 4);
+    }
+
+    #[test]
+    fn a_spoofed_flood_cannot_grow_the_source_table() {
+        let rate = RateLimit::default();
+        let mut limiter = Limiter::new(1024);
+        let now = Instant::now();
+        for i in 0..100_000u32 {
+            let _ = limiter.allow(IpAddr::from(i.to_be_bytes()), now, &rate, 1.0);
+        }
+        assert!(
+            limiter.tracked() <= limiter.capacity(),
+            "{} tracked",
+            limiter.tracked()
+        );
+    }
+}

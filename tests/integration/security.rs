@@ -1,0 +1,127 @@
+//! The defences, end to end: each refusal is silent on the wire and
+//! counted in `status`.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use crate::util::{config_for, free_port, output, Client, ConfigDir, Daemon};
+
+fn refused(daemon: &Daemon, reason: &str) -> u64 {
+    daemon.status()["counters"]["refused"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn reflector_source_ports_are_never_answered() {
+    let (daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    // Unprivileged reflector ports (the list also holds 7, 19, 53, 123, ...).
+    let reflector = [11211, 5353, 3702, 1900]
+        .into_iter()
+        .find_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok());
+    let reflector = reflector.expect("one unprivileged reflector port is free");
+    reflector
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    reflector
+        .send_to(b"DISCOVER_SERVER", ("127.0.0.1", port))
+        .unwrap();
+    assert!(
+        reflector.recv_from(&mut [0u8; 64]).is_err(),
+        "answered a reflector port"
+    );
+    assert_eq!(
+        Client::new().ask(port, b"DISCOVER_SERVER").as_deref(),
+        Some("SERVER_IP:127.0.0.1")
+    );
+    assert_eq!(refused(&daemon, "reflector_port"), 1);
+}
+
+#[test]
+fn answers_of_other_responders_are_never_answered() {
+    let (daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    assert_eq!(Client::new().ask(port, b"SERVER_IP:192.0.2.1"), None);
+    assert_eq!(refused(&daemon, "loop"), 1);
+}
+
+#[test]
+fn oversized_answers_are_dropped_and_counted() {
+    let extra = "[[responders]]\ntype = \"json\"\n[[responders]]\ntype = \"classic\"";
+    let (daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), extra)), &[]);
+    assert_eq!(Client::new().ask(port, b"DISCOVER_JSON"), None);
+    assert_eq!(refused(&daemon, "amplification"), 1);
+}
+
+#[test]
+fn each_source_is_rate_limited_but_not_its_neighbours() {
+    // Buckets are per worker (no lock is shared per datagram); on loopback a
+    // sender can reach every worker, so the exact figure needs one worker.
+    let extra = "workers = 1\n[security]\nrate_limit_exempt = []\n[security.rate_limit]\nper_source = 1.0\nburst = 5.0";
+    let (daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), extra)), &[]);
+    let answered = |client: &Client, n: usize| {
+        (0..n)
+            .filter(|_| {
+                client
+                    .ask_at(
+                        "127.0.0.1",
+                        port,
+                        b"DISCOVER_SERVER",
+                        Duration::from_millis(50),
+                    )
+                    .is_some()
+            })
+            .count()
+    };
+    let noisy = Client::bound_to("127.0.0.2");
+    let got = answered(&noisy, 15);
+    // The burst, plus at most the token or two refilled while asking.
+    assert!((5..=7).contains(&got), "answered {got} of 15");
+    assert_eq!(
+        answered(&Client::bound_to("127.0.0.3"), 3),
+        3,
+        "another source has its own bucket"
+    );
+    assert!(refused(&daemon, "rate_limited") >= 8);
+}
+
+#[test]
+fn loopback_is_exempt_from_the_rate_limits_by_default() {
+    let (_daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    let client = Client::new();
+    // More than the default burst (40), back to back.
+    let answered = (0..60)
+        .filter(|_| client.ask(port, b"DISCOVER_SERVER").is_some())
+        .count();
+    assert_eq!(answered, 60);
+}
+
+#[test]
+fn a_message_too_short_for_the_amplification_cap_is_a_config_error() {
+    let dir = ConfigDir::new("message = \"HI\"\n");
+    let (code, _, err) = output(&["check", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("key `message`: is 2 bytes, too short") && err.contains("at least 9 bytes"),
+        "{err}"
+    );
+    let dir = ConfigDir::new("message = \"HI\"\n[security]\nmax_amplification = 20.0\n");
+    let (code, _, err) = output(&["check", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn status_shows_every_refusal_by_reason() {
+    let (daemon, port) = Daemon::run(
+        &ConfigDir::new(&config_for(free_port(), "buffer_size = 32")),
+        &[],
+    );
+    let client = Client::new();
+    client.ask(port, b"");
+    client.ask(port, &[b'x'; 33]);
+    client.ask(port, b"SERVER_IP:x");
+    let counters = &daemon.status()["counters"];
+    assert_eq!(counters["refused"]["empty"], 1, "{counters}");
+    assert_eq!(counters["refused"]["oversize"], 1, "{counters}");
+    assert_eq!(counters["refused"]["loop"], 1, "{counters}");
+    assert_eq!(counters["rejected"], 3, "{counters}");
+}
