@@ -327,12 +327,27 @@ impl ConfigSource {
     }
 
     fn load_file(&self, empty: Emptiness) -> Result<Config, ConfigErrors> {
+        let file = self
+            .path
+            .as_deref()
+            .map(|path| FileLayer::read(path, empty))
+            .transpose()?;
+        self.load_layers(file)
+    }
+
+    /// Loads `text` as if it were the config file `config.toml`, with no
+    /// flags (for fuzzing and property tests).
+    pub fn load_text(text: &str) -> Result<Config, ConfigErrors> {
+        let file = FileLayer::parse(Path::new("config.toml"), text, Emptiness::Allowed)?;
+        Self::default().load_layers(Some(file))
+    }
+
+    fn load_layers(&self, file: Option<FileLayer>) -> Result<Config, ConfigErrors> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = &self.path {
-            let file = FileLayer::read(path, empty)?;
+        if let Some(file) = file {
             if file.table.get("port").and_then(toml::Value::as_integer) == Some(0) {
                 return Err(ConfigError::Key {
-                    origin: path.display().to_string(),
+                    origin: file.path.display().to_string(),
                     key: "port".into(),
                     reason: "0 is not a port clients can find; use 1 to 65535".into(),
                 }
@@ -357,10 +372,13 @@ impl ConfigSource {
         Err(ConfigErrors(
             problems
                 .into_iter()
-                .map(|(key, reason)| ConfigError::Key {
-                    origin: origin(&figment, &key),
-                    key,
-                    reason,
+                .map(|(key, reason)| {
+                    let key = user_set_key(&figment, key);
+                    ConfigError::Key {
+                        origin: origin(&figment, &key),
+                        key,
+                        reason,
+                    }
                 })
                 .collect(),
         ))
@@ -499,7 +517,7 @@ fn validate(c: &Config) -> Vec<(String, String)> {
         c.message.is_empty() || worst as f64 <= c.message.len() as f64 * cap,
         "message",
         format!(
-            "is {} bytes, too short: the answer (up to {worst} bytes) would be over security.max_amplification ({cap}) times it and never sent; use at least {} bytes, or raise security.max_amplification",
+            "`message` is {} bytes, too short: the answer (up to {worst} bytes, with this response_prefix) would be over security.max_amplification ({cap}) times it and never sent; use a message of at least {} bytes, or raise security.max_amplification",
             c.message.len(),
             (worst as f64 / cap).ceil()
         ),
@@ -584,13 +602,17 @@ impl FileLayer {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
+        Self::parse(path, &text, empty)
+    }
+
+    fn parse(path: &Path, text: &str, empty: Emptiness) -> Result<Self, ConfigError> {
         if empty == Emptiness::Rejected && text.trim().is_empty() {
             return Err(ConfigError::Empty {
                 path: path.to_owned(),
             });
         }
         let table = text.parse::<toml::Table>().map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |s| line_column(&text, s.start));
+            let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
             ConfigError::Syntax {
                 path: path.to_owned(),
                 line,
@@ -634,6 +656,44 @@ impl Provider for FlagLayer<'_> {
     }
 }
 
+/// Checks that involve several keys, by the key they report: the others
+/// that can make them fail.
+const RELATED_KEYS: &[(&str, &[&str])] = &[
+    (
+        "message",
+        &[
+            "response_prefix",
+            "service_port",
+            "security.max_amplification",
+            "buffer_size",
+        ],
+    ),
+    (
+        "supervision.restart_on_failure.backoff",
+        &["supervision.restart_on_failure.backoff_max"],
+    ),
+];
+
+/// An error must name a key the user set: when the reported key still has
+/// its built-in default, the first related key some layer did set is named
+/// instead (a long `response_prefix` in a file, say, makes the default
+/// `message` too short).
+fn user_set_key(figment: &Figment, key: String) -> String {
+    if origin(figment, &key) != DEFAULT_ORIGIN {
+        return key;
+    }
+    let related = RELATED_KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(&[][..], |(_, r)| *r);
+    related
+        .iter()
+        .find(|k| origin(figment, k) != DEFAULT_ORIGIN)
+        .map_or(key, |k| (*k).to_owned())
+}
+
+const DEFAULT_ORIGIN: &str = "built-in default";
+
 /// Names the layer that set `key`.
 fn origin(figment: &Figment, key: &str) -> String {
     describe_metadata(figment.find_metadata(key), key)
@@ -652,7 +712,7 @@ fn describe_metadata(metadata: Option<&Metadata>, key: &str) -> String {
                 key.replace('.', "__").to_ascii_uppercase()
             )
         }
-        _ => "built-in default".to_owned(),
+        _ => DEFAULT_ORIGIN.to_owned(),
     }
 }
 
@@ -888,5 +948,71 @@ mod tests {
             .changed
             .contains(&"port".to_owned()));
         assert!(ConfigDiff::between(&a, &a).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn validation_never_panics_and_accepts_only_valid_values(
+            port in any::<i64>(),
+            buffer_size in -10i64..70_000,
+            message in ".{0,30}",
+            amplification in -2.0f64..10.0,
+        ) {
+            let text = format!(
+                "port = {port}\nbuffer_size = {buffer_size}\nmessage = {}\n[security]\nmax_amplification = {amplification:?}\n",
+                toml::Value::String(message.clone()),
+            );
+            match ConfigSource::load_text(&text) {
+                Ok(c) => {
+                    prop_assert!((1..=65535).contains(&port) && c.port as i64 == port);
+                    prop_assert!((16..=65_507).contains(&buffer_size) && c.buffer_size as i64 == buffer_size);
+                    prop_assert!(!message.is_empty() && message.len() <= c.buffer_size);
+                    prop_assert!(amplification >= 1.0);
+                }
+                Err(errors) => {
+                    for e in errors.0 {
+                        let line = e.to_string();
+                        prop_assert!(line.starts_with("config.toml") && !line.contains('\n'), "{}", line);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Found by the config fuzzer: a long prefix makes the default message
+    /// too short, and the error must name what the file set.
+    #[test]
+    fn a_cross_key_error_names_the_key_the_file_set() {
+        let e = ConfigSource::load_text(&format!("response_prefix = \"{}\"\n", "P".repeat(60)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config.toml: key `response_prefix`: `message` is 15 bytes, too short"),
+            "{e}"
+        );
+        let e =
+            ConfigSource::load_text("[supervision.restart_on_failure]\nbackoff_max = \"10ms\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.starts_with("config.toml: key `supervision.restart_on_failure.backoff_max`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn load_text_reads_like_a_file() {
+        let c = ConfigSource::load_text("port = 4242\nmessage = \"HELLO_WORLD\"\n").unwrap();
+        assert_eq!((c.port, c.message.as_str()), (4242, "HELLO_WORLD"));
+        let e = ConfigSource::load_text("port = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("config.toml: key `port`"), "{e}");
     }
 }

@@ -137,3 +137,74 @@ pub fn run(
     }
     outcome
 }
+
+/// Entry points for the fuzz targets in `fuzz/`; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::net::SocketAddr;
+    use std::sync::OnceLock;
+
+    use discoveryd_api::Request;
+
+    use crate::config::{Config, ConfigSource, ResponderConfig};
+    use crate::responders::{Outcome, Snapshot};
+
+    /// A datagram through the defences and a classic + json chain. The
+    /// first 6 bytes choose the sender (address and port).
+    pub fn datagram(data: &[u8]) {
+        static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
+        let snapshot = SNAPSHOT.get_or_init(|| {
+            let config = Config {
+                responders: vec![
+                    ResponderConfig::classic(),
+                    ResponderConfig {
+                        kind: "json".into(),
+                        options: toml::Table::new(),
+                    },
+                ],
+                ..Config::default()
+            };
+            Snapshot::build(&config, &crate::registry(), &ConfigSource::default(), None)
+                .expect("valid")
+        });
+        let (head, payload) = data.split_at(data.len().min(6));
+        let mut h = [0u8; 6];
+        h[..head.len()].copy_from_slice(head);
+        let peer = SocketAddr::from(([h[0], h[1], h[2], h[3]], u16::from_be_bytes([h[4], h[5]])));
+        let on_link = ["192.168.0.0/16".parse().expect("literal")];
+        let Ok(_exempt) = snapshot.policy.admit(peer, 9999, payload, &on_link) else {
+            return;
+        };
+        let local: SocketAddr = ([192, 168, 1, 1], 9999).into();
+        let request = Request {
+            payload,
+            peer,
+            local,
+            advertised_ip: local.ip(),
+        };
+        let mut reply = Vec::new();
+        if snapshot.respond(&request, &mut reply) == Outcome::Replied {
+            let classic = payload == b"DISCOVER_SERVER";
+            let json = payload.starts_with(b"DISCOVER_JSON")
+                && payload[13..].iter().all(|&b| b == b' ' || b == 0);
+            assert!(classic || json, "answered {payload:?}");
+            if classic {
+                assert_eq!(reply, b"SERVER_IP:192.168.1.1");
+            }
+        }
+    }
+
+    /// Config text through parsing and validation: never a panic, and every
+    /// error names a key or a place in the file.
+    pub fn config(text: &str) {
+        if let Err(errors) = ConfigSource::load_text(text) {
+            for e in errors.0 {
+                let line = e.to_string();
+                assert!(
+                    line.starts_with("config.toml") && !line.contains('\n'),
+                    "{line}"
+                );
+            }
+        }
+    }
+}

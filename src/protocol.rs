@@ -297,3 +297,40 @@ mod reply_tests {
         assert_eq!(bad(&[b'S'; MAX_REPLY + 1]), BadReply::Oversize);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use discoveryd_api::Globals;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_reply_parses_back(ip in any::<IpAddr>(), port in proptest::option::of(1u16..)) {
+            let mut out = Vec::new();
+            write_reply(&mut out, b"SERVER_IP:", ip, port);
+            prop_assert_eq!(parse_reply(b"SERVER_IP:", &out), Ok(Announcement { ip, service_port: port }));
+        }
+
+        #[test]
+        fn the_classic_matcher_answers_exactly_its_message(
+            message in "[ -~]{1,40}",
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let globals = Globals { message: message.clone(), response_prefix: "SERVER_IP:".into(), service_port: None };
+            let classic = build_classic(&ResponderContext { name: CLASSIC, options: &toml::Table::new(), globals: &globals }).unwrap();
+            let ask = |payload: &[u8]| {
+                let request = Request {
+                    payload,
+                    peer: "192.0.2.9:40000".parse().unwrap(),
+                    local: "192.0.2.1:9999".parse().unwrap(),
+                    advertised_ip: "192.0.2.1".parse().unwrap(),
+                };
+                classic.respond(&request, &mut Vec::new())
+            };
+            let expected = if payload == message.as_bytes() { Action::Reply } else { Action::Pass };
+            prop_assert_eq!(ask(&payload), expected);
+            prop_assert_eq!(ask(message.as_bytes()), Action::Reply);
+        }
+    }
+}

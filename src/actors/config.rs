@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use actix_rt::signal::unix::SignalKind;
 
 use crate::actors::{signals, SupervisorActor};
-use crate::config::{Config, ConfigDiff, ConfigSource};
+use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource};
 use crate::messages::{ConfigApplied, ConfigChanged, ConfigRejected, ConfigUnchanged};
 use crate::responders::Snapshot;
 
@@ -50,6 +50,7 @@ pub(crate) struct ConfigActor {
     supervisor: Addr<SupervisorActor>,
     watcher: Option<RecommendedWatcher>,
     debounce: Option<SpawnHandle>,
+    last_rejection: Option<String>,
 }
 
 impl ConfigActor {
@@ -69,6 +70,7 @@ impl ConfigActor {
             supervisor,
             watcher: None,
             debounce: None,
+            last_rejection: None,
         }
     }
 
@@ -103,8 +105,9 @@ impl ConfigActor {
     fn reload(&mut self, trigger: &'static str) {
         let config = match self.source.reload() {
             Ok(config) => config,
-            Err(errors) => return self.supervisor.do_send(ConfigRejected { errors }),
+            Err(errors) => return self.reject(trigger, errors),
         };
+        self.last_rejection = None;
         let diff = ConfigDiff::between(&self.applied, &config);
         if diff.is_empty() {
             debug!(trigger, "config unchanged");
@@ -117,8 +120,21 @@ impl ConfigActor {
                 config: Arc::new(config),
                 snapshot: Arc::new(snapshot),
             }),
-            Err(errors) => self.supervisor.do_send(ConfigRejected { errors }),
+            Err(errors) => self.reject(trigger, errors),
         }
+    }
+
+    /// Reports a rejected configuration, once per change: file events that
+    /// find the same error again (editors touch files several times) are
+    /// not logged again. SIGHUP always gets an answer.
+    fn reject(&mut self, trigger: &'static str, errors: ConfigErrors) {
+        let text = errors.to_string();
+        if trigger != "SIGHUP" && self.last_rejection.as_deref() == Some(text.as_str()) {
+            debug!(trigger, "config still invalid, with the same error");
+            return;
+        }
+        self.last_rejection = Some(text);
+        self.supervisor.do_send(ConfigRejected { errors });
     }
 }
 

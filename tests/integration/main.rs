@@ -7,6 +7,7 @@ mod check;
 mod conflict;
 mod daemon;
 mod discover;
+mod faults;
 mod lifecycle;
 mod plugins;
 mod reload;

@@ -101,7 +101,8 @@ fn a_message_too_short_for_the_amplification_cap_is_a_config_error() {
     let (code, _, err) = output(&["check", "--config", dir.path().to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("key `message`: is 2 bytes, too short") && err.contains("at least 9 bytes"),
+        err.contains("key `message`: `message` is 2 bytes, too short")
+            && err.contains("at least 9 bytes"),
         "{err}"
     );
     let dir = ConfigDir::new("message = \"HI\"\n[security]\nmax_amplification = 20.0\n");
