@@ -370,6 +370,23 @@ impl Run {
             .and_then(|n| n.trim().parse().ok())
     }
 
+    /// Starts discoveryd with `config` and waits until it answers `message`;
+    /// returns it, its address, and a client whose reads time out after `wait`.
+    fn daemon_answering(
+        &self,
+        port: u16,
+        config: &Path,
+        message: &[u8],
+        wait: Duration,
+    ) -> (Child, SocketAddr, UdpSocket) {
+        let child = self.daemon_with(port, config);
+        let target = SocketAddr::from(([127, 0, 0, 1], port));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(wait)).unwrap();
+        ask_until(&client, target, message, Duration::from_secs(30));
+        (child, target, client)
+    }
+
     fn daemon_with(&self, port: u16, config: &Path) -> Child {
         Command::new(env!("CARGO_BIN_EXE_discoveryd"))
             .args(["run", "--config", config.to_str().unwrap()])
@@ -396,13 +413,8 @@ impl Run {
             std::fs::rename(&tmp, &config).unwrap();
         };
         write("MESSAGE_0000");
-        let mut child = self.daemon_with(port, &config);
-        let target = SocketAddr::from(([127, 0, 0, 1], port));
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        ask_until(&client, target, b"MESSAGE_0000", Duration::from_secs(30));
+        let (mut child, target, client) =
+            self.daemon_answering(port, &config, b"MESSAGE_0000", Duration::from_millis(20));
         let count = if self.quick { 5 } else { 20 };
         let mut times: Vec<f64> = (1..=count)
             .map(|i| {
@@ -485,13 +497,8 @@ impl Run {
             ),
         )
         .unwrap();
-        let mut child = self.daemon_with(port, &config);
-        let target = SocketAddr::from(([127, 0, 0, 1], port));
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_millis(2)))
-            .unwrap();
-        ask_until(&client, target, b"DISCOVER_SERVER", Duration::from_secs(30));
+        let (mut child, target, client) =
+            self.daemon_answering(port, &config, b"DISCOVER_SERVER", Duration::from_millis(2));
         let count = if self.quick { 5 } else { 20 };
         let mut times = Vec::new();
         for _ in 0..count {

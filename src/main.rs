@@ -191,6 +191,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a report for people, or as one JSON document.
+fn print_report<T: serde::Serialize + std::fmt::Display>(report: &T, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+    } else {
+        println!("{report}");
+    }
+}
+
 /// Prints an error once, a line per problem, and returns its exit code.
 fn fail(error: &Error) -> ExitCode {
     for line in format!("{error:#}").lines() {
@@ -278,14 +290,7 @@ fn status(args: &StatusArgs) -> ExitCode {
     let report = pidfile(&args.instance).and_then(|p| daemon::status(&p));
     match report {
         Ok(StatusReport::Running(status)) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&status).unwrap_or_default()
-                );
-            } else {
-                println!("{status}");
-            }
+            print_report(&*status, args.json);
             ExitCode::SUCCESS
         }
         Ok(StatusReport::NotRunning { stale }) => {
@@ -421,14 +426,6 @@ fn bench(args: BenchArgs) -> Result<(), Error> {
         reply_timeout: Duration::from_millis(200),
         stop: None,
     };
-    let report = discoveryd::bench(&options)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        println!("{report}");
-    }
+    print_report(&discoveryd::bench(&options)?, args.json);
     Ok(())
 }

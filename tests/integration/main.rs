@@ -8,6 +8,7 @@ mod conflict;
 mod daemon;
 mod discover;
 mod faults;
+mod fuzz_corpus;
 mod lifecycle;
 mod plugins;
 mod reload;
