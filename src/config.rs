@@ -42,6 +42,9 @@ pub struct Config {
     pub timeout: HumanDuration,
     /// The largest request accepted, in bytes; longer datagrams are ignored.
     pub buffer_size: usize,
+    /// Each socket's kernel receive buffer, in bytes: room for bursts while
+    /// a receive loop waits for a CPU.
+    pub recv_buffer: usize,
     /// Receive loops (one SO_REUSEPORT socket each); unset: one per core.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
@@ -86,6 +89,7 @@ impl Default for Config {
             response_prefix: "SERVER_IP:".into(),
             timeout: HumanDuration::from_millis(500),
             buffer_size: 1024,
+            recv_buffer: 4 << 20,
             workers: None,
             logging: true,
             log_level: LogLevel::Info,
@@ -281,6 +285,7 @@ const ENV_KEYS: &[&str] = &[
     "timeout",
     "buffer_size",
     "workers",
+    "recv_buffer",
     "logging",
     "log_level",
     "advertise_ip",
@@ -488,6 +493,14 @@ fn validate(c: &Config) -> Vec<(String, String)> {
         !c.response_prefix.is_empty(),
         "response_prefix",
         "must not be empty; the default is \"SERVER_IP:\"".into(),
+    );
+    check(
+        (64 << 10..=256 << 20).contains(&c.recv_buffer),
+        "recv_buffer",
+        format!(
+            "{} is out of range; use 65536 to 268435456 bytes (the default is 4194304)",
+            c.recv_buffer
+        ),
     );
     check(
         c.workers.is_none_or(|w| (1..=256).contains(&w)),

@@ -7,12 +7,13 @@
 use std::net::SocketAddr;
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
+use tracing::warn;
 
 use crate::actors::SupervisorActor;
 use crate::messages::{
     Incarnation, ListenerError, ListenerFailed, ListenerStarted, ListenerStopped, PortConflict,
 };
-use crate::net::{bind_group, port_holder, BindErrorKind, ProcessInfo};
+use crate::net::{bind_group, port_holder, set_recv_buffer, BindErrorKind, ProcessInfo};
 use crate::receiver::{Receiver, Shared};
 
 /// What a listener binds: each address, with `workers` sockets (and
@@ -23,6 +24,8 @@ pub(crate) struct Plan {
     pub(crate) addrs: Vec<SocketAddr>,
     /// Sockets per address.
     pub(crate) workers: usize,
+    /// The kernel receive buffer asked for each socket.
+    pub(crate) recv_buffer: usize,
 }
 
 /// Ask a listener to stop after answering what is queued.
@@ -104,6 +107,18 @@ impl Actor for ListenerActor {
                 }
                 Err(e) => return self.fail(Exit::Failed(e.into()), ctx),
             }
+        }
+        let granted = sockets
+            .iter()
+            .map(|s| set_recv_buffer(s, self.plan.recv_buffer))
+            .min()
+            .unwrap_or(0);
+        if granted < self.plan.recv_buffer {
+            warn!(
+                asked = self.plan.recv_buffer,
+                granted,
+                "the kernel gave a smaller receive buffer: floods may overflow it; raise net.core.rmem_max or grant CAP_NET_ADMIN"
+            );
         }
         let mut bound = Vec::with_capacity(sockets.len());
         for socket in sockets {

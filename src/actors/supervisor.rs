@@ -260,6 +260,7 @@ impl SupervisorActor {
         Plan {
             addrs,
             workers: config.workers(),
+            recv_buffer: config.recv_buffer,
         }
     }
 

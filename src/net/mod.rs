@@ -10,7 +10,7 @@ pub(crate) use holder::port_holder;
 pub use holder::ProcessInfo;
 #[cfg(test)]
 pub(crate) use socket::bind_udp;
-pub(crate) use socket::{bind_group, wake, BindError, BindErrorKind};
+pub(crate) use socket::{bind_group, set_recv_buffer, wake, BindError, BindErrorKind};
 
 /// The subnets of this host's interfaces that are up: who is on-link.
 pub(crate) fn local_subnets() -> Vec<ipnet::IpNet> {

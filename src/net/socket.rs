@@ -7,7 +7,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{setsockopt, shutdown, sockopt, Shutdown};
+use nix::sys::socket::{getsockopt, setsockopt, shutdown, sockopt, Shutdown};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Why a bind failed, as far as supervision cares.
@@ -104,6 +104,16 @@ fn steer_by_cpu(socket: &UdpSocket, workers: usize) -> nix::Result<()> {
         filter: program.as_mut_ptr(),
     };
     setsockopt(socket, sockopt::AttachReusePortCbpf, &fprog)
+}
+
+/// Asks for a kernel receive buffer of `bytes` (forcing it past
+/// `net.core.rmem_max` where permitted); returns what the kernel granted.
+pub(crate) fn set_recv_buffer(socket: &UdpSocket, bytes: usize) -> usize {
+    if setsockopt(socket, sockopt::RcvBufForce, &bytes).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &bytes);
+    }
+    // The kernel doubles the value it stores, for its own bookkeeping.
+    getsockopt(socket, sockopt::RcvBuf).map_or(0, |n| n / 2)
 }
 
 /// Binds a blocking UDP socket to `addr`, with the local arrival address
