@@ -140,7 +140,8 @@ pub struct RateLimit {
     pub burst: f64,
     /// Replies per second in all, across every source not exempt.
     pub global: f64,
-    /// Sources tracked at most (least recently seen forgotten first).
+    /// Sources tracked at most, in two generations: a source not seen for a
+    /// whole generation is forgotten (an approximation of LRU).
     pub sources: usize,
 }
 
