@@ -34,13 +34,7 @@ const RELOAD_WAIT: Duration = Duration::from_secs(5);
 
 /// Opens (creating it and its directory) the log file for appending.
 fn open_log(path: &Path) -> Result<File, Error> {
-    let open = || {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        OpenOptions::new().create(true).append(true).open(path)
-    };
-    open().map_err(|e| {
+    append(path).map_err(|e| {
         Error::Setup(format!(
             "cannot open the log file {}: {e}; set another with --log-file or `log_file`",
             path.display()
@@ -48,9 +42,17 @@ fn open_log(path: &Path) -> Result<File, Error> {
     })
 }
 
+/// Opens `path` for appending, creating it and its directory.
+fn append(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
 /// Points stdout and stderr at `path` (appending), as a daemon logs.
 pub(crate) fn redirect_output(path: &Path) -> io::Result<()> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let file = append(path)?;
     dup2_stdout(&file)?;
     dup2_stderr(&file)?;
     Ok(())
