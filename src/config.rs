@@ -5,6 +5,7 @@
 //! environment variable or the flag) and the key, so a user can fix it
 //! without reading code.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -360,6 +361,10 @@ impl ConfigSource {
             }
             figment = figment.merge(file);
         }
+        let env = EnvScan::now();
+        if !env.errors.is_empty() {
+            return Err(ConfigErrors(env.errors));
+        }
         let figment = figment
             .merge(Env::prefixed(ENV_PREFIX).split("__").filter(|k| {
                 ENV_KEYS
@@ -389,6 +394,12 @@ impl ConfigSource {
         ))
     }
 
+    /// The `DISCOVERYD_*` variables that name no config key (such as a
+    /// test script's own `DISCOVERYD_BIN`): ignored, but worth a warning.
+    pub fn ignored_env() -> Vec<String> {
+        EnvScan::now().ignored
+    }
+
     /// The pidfile, found leniently: a running instance must stay reachable
     /// (to stop it, ask its status, reload it) even after its config file
     /// became invalid. Only a file that is not TOML at all, or whose
@@ -397,10 +408,18 @@ impl ConfigSource {
         if let Some(path) = &self.overrides.pidfile {
             return Ok(path.clone());
         }
-        if let Some(path) =
-            std::env::var_os(format!("{ENV_PREFIX}PIDFILE")).filter(|p| !p.is_empty())
-        {
-            return Ok(path.into());
+        if let Some(path) = std::env::var_os(format!("{ENV_PREFIX}PIDFILE")) {
+            let origin = format!("environment variable {ENV_PREFIX}PIDFILE");
+            let bad = |reason: &str| ConfigError::Key {
+                origin: origin.clone(),
+                key: "pidfile".into(),
+                reason: reason.to_owned(),
+            };
+            return match path.to_str() {
+                Some("") => Err(bad("must not be empty; unset it to use the default").into()),
+                Some(path) => Ok(path.into()),
+                None => Err(bad("is not valid UTF-8; give the path as text").into()),
+            };
         }
         if let Some(path) = &self.path {
             match FileLayer::read(path, Emptiness::Allowed)?
@@ -520,21 +539,27 @@ fn validate(c: &Config) -> Vec<(String, String)> {
         "responders",
         "must list at least one responder, such as { type = \"classic\" }".into(),
     );
-    // The classic answer's worst case must fit the amplification cap, or
-    // it would never be sent.
-    let worst = c.response_prefix.len()
-        + "255.255.255.255".len()
-        + c.service_port.map_or(0, |_| ":65535".len());
-    let cap = c.security.max_amplification;
     check(
-        c.message.is_empty() || worst as f64 <= c.message.len() as f64 * cap,
+        c.message.is_empty() || !c.message.starts_with(&c.response_prefix),
         "message",
         format!(
-            "`message` is {} bytes, too short: the answer (up to {worst} bytes, with this response_prefix) would be over security.max_amplification ({cap}) times it and never sent; use a message of at least {} bytes, or raise security.max_amplification",
-            c.message.len(),
-            (worst as f64 / cap).ceil()
+            "`message` ({:?}) starts with `response_prefix` ({:?}): loop protection refuses every request that looks like an answer, so nothing would ever be answered; change one of them",
+            c.message, c.response_prefix
         ),
     );
+    if let Some(reason) = amplification_problem(c) {
+        check(false, "message", reason);
+    }
+    for reason in bind_problems(&c.bind) {
+        check(false, "bind", reason);
+    }
+    for (key, path) in [("pidfile", &c.pidfile), ("log_file", &c.log_file)] {
+        check(
+            path.as_ref().is_none_or(|p| !p.as_os_str().is_empty()),
+            key,
+            format!("must not be empty; remove `{key}` to use the default"),
+        );
+    }
     for (key, reason) in c.security.problems() {
         check(false, &key, reason);
     }
@@ -548,6 +573,77 @@ fn validate(c: &Config) -> Vec<(String, String)> {
         ),
     );
     problems
+}
+
+/// The classic answer's worst case, on the wire, against the amplification
+/// cap: every request it answers must get its answer, over IPv4 and IPv6
+/// alike. Headers count on both sides (see [`crate::policy::fits`]).
+fn amplification_problem(c: &Config) -> Option<String> {
+    let cap = c.security.max_amplification;
+    if c.message.is_empty() || !c.security.max_amplification_ok() {
+        return None;
+    }
+    let port = c.service_port.map_or(0, |_| ":65535".len());
+    let families: BTreeSet<bool> = c.bind.iter().map(IpAddr::is_ipv6).collect();
+    families.into_iter().find_map(|ipv6| {
+        // The address answered is `advertise_ip`, or the arrival address;
+        // an IPv6 address is bracketed when a port follows.
+        let ip = match c.advertise_ip {
+            Some(ip @ IpAddr::V6(_)) if port > 0 => ip.to_string().len() + 2,
+            Some(ip) => ip.to_string().len(),
+            None if ipv6 && port > 0 => "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]".len(),
+            None if ipv6 => "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".len(),
+            None => "255.255.255.255".len(),
+        };
+        let worst = c.response_prefix.len() + ip + port;
+        if crate::policy::fits(c.message.len(), worst, ipv6, cap) {
+            return None;
+        }
+        let h = crate::policy::wire_overhead(ipv6);
+        let least = (((worst + h) as f64 / cap).ceil() as usize).saturating_sub(h);
+        Some(format!(
+            "`message` is {} bytes, too short: the answer (up to {worst} bytes, with this response_prefix) would be over security.max_amplification ({cap}) times the request on the wire (with the {h} bytes of {} and UDP headers), and never sent; use a message of at least {least} bytes, or raise security.max_amplification",
+            c.message.len(),
+            if ipv6 { "IPv6" } else { "IPv4" },
+        ))
+    })
+}
+
+/// What is wrong with a `bind` list: addresses no socket can bind here,
+/// and entries that overlap (the second bind would conflict with the first,
+/// and the port would look busy, held by ourselves).
+fn bind_problems(bind: &[IpAddr]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, ip) in bind.iter().enumerate() {
+        if let IpAddr::V6(v6) = ip {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                out.push(format!(
+                    "{ip} is an IPv4-mapped IPv6 address, and IPv6 sockets here are IPv6-only; write {v4} instead"
+                ));
+            } else if v6.is_unicast_link_local() {
+                out.push(format!(
+                    "{ip} is link-local: binding it needs an interface scope, which `bind` cannot express; use `::`, or a global or unique-local address"
+                ));
+            }
+        }
+        for earlier in &bind[..i] {
+            if earlier == ip {
+                out.push(format!("lists {ip} twice; list each address once"));
+            } else if earlier.is_ipv4() == ip.is_ipv4()
+                && (earlier.is_unspecified() || ip.is_unspecified())
+            {
+                let (any, specific) = if earlier.is_unspecified() {
+                    (earlier, ip)
+                } else {
+                    (ip, earlier)
+                };
+                out.push(format!(
+                    "{any} already covers {specific}: the two would conflict on the port; keep one of them"
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Port 0 (ephemeral) is accepted from flags and the environment, for
@@ -594,6 +690,72 @@ fn de_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error
         }
     }
     d.deserialize_any(Visitor)
+}
+
+/// The `DISCOVERYD_*` environment, checked: a variable whose first part
+/// names a config key must be one the environment can set, and text.
+/// Others are someone else's (a script's `DISCOVERYD_BIN`), and ignored.
+struct EnvScan {
+    errors: Vec<ConfigError>,
+    ignored: Vec<String>,
+}
+
+impl EnvScan {
+    fn now() -> Self {
+        let mut scan = Self {
+            errors: Vec::new(),
+            ignored: Vec::new(),
+        };
+        for (name, value) in std::env::vars_os() {
+            let bytes = name.as_encoded_bytes();
+            let prefixed = bytes.len() > ENV_PREFIX.len()
+                && bytes[..ENV_PREFIX.len()].eq_ignore_ascii_case(ENV_PREFIX.as_bytes());
+            if !prefixed {
+                continue;
+            }
+            let shown = name.to_string_lossy().into_owned();
+            let key = shown[ENV_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            let top = key.split('.').next().unwrap_or_default();
+            let related: Vec<&str> = ENV_KEYS
+                .iter()
+                .copied()
+                .filter(|k| k.split('.').next() == Some(top))
+                .collect();
+            let reason = if ENV_KEYS.contains(&key.as_str()) {
+                match value.to_str() {
+                    Some(_) if name.to_str().is_some() => continue,
+                    _ => "is not valid UTF-8; discoveryd reads its settings as text".to_owned(),
+                }
+            } else if top == "responders" {
+                "responders cannot be set from the environment; list them as [[responders]] in the config file".to_owned()
+            } else if related.is_empty() {
+                scan.ignored.push(shown);
+                continue;
+            } else {
+                let names: Vec<String> = related.iter().map(|k| env_name(k)).collect();
+                format!(
+                    "names no key the environment can set; expected one of: {}",
+                    names.join(", ")
+                )
+            };
+            scan.errors.push(ConfigError::Key {
+                origin: format!("environment variable {shown}"),
+                key,
+                reason,
+            });
+        }
+        scan
+    }
+}
+
+/// The environment variable that sets the dotted `key`.
+fn env_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
 }
 
 /// Whether an empty config file is acceptable.
@@ -676,6 +838,8 @@ const RELATED_KEYS: &[(&str, &[&str])] = &[
         "message",
         &[
             "response_prefix",
+            "bind",
+            "advertise_ip",
             "service_port",
             "security.max_amplification",
             "buffer_size",
@@ -720,10 +884,7 @@ fn describe_metadata(metadata: Option<&Metadata>, key: &str) -> String {
         }) => path.display().to_string(),
         Some(m) if m.name == FLAG_LAYER => format!("flag --{}", key.replace('_', "-")),
         Some(m) if m.name.contains("environment") => {
-            format!(
-                "environment variable {ENV_PREFIX}{}",
-                key.replace('.', "__").to_ascii_uppercase()
-            )
+            format!("environment variable {}", env_name(key))
         }
         _ => DEFAULT_ORIGIN.to_owned(),
     }
@@ -919,6 +1080,146 @@ mod tests {
     }
 
     #[test]
+    fn any_message_works_with_the_defaults_over_ipv4_and_ipv6() {
+        Jail::expect_with(|jail| {
+            for message in ["A", "ABC", "ALPHA"] {
+                let toml = format!(
+                    "message = \"{message}\"\nservice_port = 65535\nbind = [\"0.0.0.0\", \"::\"]\n"
+                );
+                assert_eq!(load(jail, &toml).unwrap().message, message);
+            }
+            jail.set_env("DISCOVERYD_MESSAGE", "ENVMSG");
+            assert_eq!(ConfigSource::default().load().unwrap().message, "ENVMSG");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_cap_still_bites_answers_that_really_grow() {
+        Jail::expect_with(|jail| {
+            // 100-byte prefix: 115 + 28 bytes on the wire against 3 x (1 + 28).
+            let toml = format!(
+                "message = \"A\"\nresponse_prefix = \"{}\"\n",
+                "P".repeat(100)
+            );
+            let e = one_error(load(jail, &toml));
+            assert!(
+                e.starts_with("d.toml: key `message`: `message` is 1 bytes, too short")
+                    && e.contains("at least 20 bytes")
+                    && e.contains("28 bytes of IPv4 and UDP headers"),
+                "{e}"
+            );
+            // Over IPv6 the worst case is a 41-byte bracketed address.
+            let toml = "message = \"A\"\nservice_port = 1\nbind = \"::\"\n[security]\nmax_amplification = 1.5\n";
+            let e = one_error(load(jail, toml));
+            assert!(e.contains("IPv6") && e.contains("at least 22 bytes"), "{e}");
+            let e = one_error(load(jail, "[security]\nmax_amplification = nan\n"));
+            assert!(
+                e.starts_with("d.toml: key `security.max_amplification`: must be a number of at least 1.0 (not nan or inf)"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_config_that_would_answer_nothing_is_rejected() {
+        Jail::expect_with(|jail| {
+            let e = one_error(load(jail, "response_prefix = \"DISCOVER_\"\n"));
+            assert!(
+                e.starts_with("d.toml: key `response_prefix`: `message` (\"DISCOVER_SERVER\") starts with `response_prefix` (\"DISCOVER_\")"),
+                "{e}"
+            );
+            let e = one_error(load(jail, "message = \"SERVER_IP:please\"\n"));
+            assert!(
+                e.starts_with(
+                    "d.toml: key `message`: `message` (\"SERVER_IP:please\") starts with"
+                ),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bind_entries_must_be_bindable_and_distinct() {
+        Jail::expect_with(|jail| {
+            for (bind, expected) in [
+                ("[\"127.0.0.1\", \"127.0.0.1\"]", "lists 127.0.0.1 twice"),
+                ("[\"127.0.0.1\", \"0.0.0.0\"]", "0.0.0.0 already covers 127.0.0.1"),
+                ("[\"::\", \"::1\"]", ":: already covers ::1"),
+                ("\"::ffff:127.0.0.1\"", "IPv4-mapped IPv6 address, and IPv6 sockets here are IPv6-only; write 127.0.0.1 instead"),
+                ("\"fe80::1\"", "fe80::1 is link-local"),
+            ] {
+                let e = one_error(load(jail, &format!("bind = {bind}\n")));
+                assert!(e.starts_with("d.toml: key `bind`: ") && e.contains(expected), "{bind}: {e}");
+            }
+            // IPv4 and IPv6 wildcards do not overlap: IPv6 sockets are IPv6-only.
+            assert_eq!(
+                load(jail, "bind = [\"0.0.0.0\", \"::\"]\n")
+                    .unwrap()
+                    .bind
+                    .len(),
+                2
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn empty_paths_are_errors_naming_their_source() {
+        Jail::expect_with(|jail| {
+            let e = one_error(load(jail, "pidfile = \"\"\n"));
+            assert!(
+                e.starts_with("d.toml: key `pidfile`: must not be empty"),
+                "{e}"
+            );
+            let e = one_error(load(jail, "log_file = \"\"\n"));
+            assert!(
+                e.starts_with("d.toml: key `log_file`: must not be empty"),
+                "{e}"
+            );
+            jail.set_env("DISCOVERYD_PIDFILE", "");
+            let e = one_error(ConfigSource::default().load());
+            assert!(
+                e.starts_with(
+                    "environment variable DISCOVERYD_PIDFILE: key `pidfile`: must not be empty"
+                ),
+                "{e}"
+            );
+            let e = ConfigSource::default().pidfile().unwrap_err().to_string();
+            assert!(
+                e.starts_with(
+                    "environment variable DISCOVERYD_PIDFILE: key `pidfile`: must not be empty"
+                ),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_variables_for_our_keys_must_name_one() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DISCOVERYD_RESPONDERS", "5");
+            let e = one_error(ConfigSource::default().load());
+            assert!(e.starts_with("environment variable DISCOVERYD_RESPONDERS: key `responders`: responders cannot be set from the environment"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("DISCOVERYD_SECURITY__RATE_LIMIT__FOO", "1");
+            let e = one_error(ConfigSource::default().load());
+            assert!(
+                e.starts_with("environment variable DISCOVERYD_SECURITY__RATE_LIMIT__FOO: key `security.rate_limit.foo`: names no key the environment can set; expected one of: DISCOVERYD_SECURITY__REFUSED_SOURCE_PORTS"),
+                "{e}"
+            );
+            // A variable sharing only the prefix is someone else's.
+            jail.set_env("DISCOVERYD_SECURITY__RATE_LIMIT__FOO", "");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bind_takes_one_or_many_addresses() {
         Jail::expect_with(|jail| {
             assert_eq!(
@@ -1002,7 +1303,7 @@ mod properties {
     /// too short, and the error must name what the file set.
     #[test]
     fn a_cross_key_error_names_the_key_the_file_set() {
-        let e = ConfigSource::load_text(&format!("response_prefix = \"{}\"\n", "P".repeat(60)))
+        let e = ConfigSource::load_text(&format!("response_prefix = \"{}\"\n", "P".repeat(100)))
             .unwrap_err()
             .to_string();
         assert!(

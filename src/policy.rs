@@ -157,6 +157,12 @@ impl Default for RateLimit {
 }
 
 impl Security {
+    /// True when `max_amplification` is a usable cap (checks that depend
+    /// on it are skipped otherwise, so they say nothing nonsensical).
+    pub(crate) fn max_amplification_ok(&self) -> bool {
+        self.max_amplification.is_finite() && self.max_amplification >= 1.0
+    }
+
     /// Problems, as `(key, reason)` pairs under `security.`.
     pub(crate) fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -167,24 +173,24 @@ impl Security {
             }
         };
         check(
-            self.max_amplification >= 1.0,
+            self.max_amplification_ok(),
             "max_amplification",
-            "must be at least 1.0; the default is 3.0",
+            "must be a number of at least 1.0 (not nan or inf); the default is 3.0",
         );
         check(
-            r.per_source > 0.0,
+            r.per_source.is_finite() && r.per_source > 0.0,
             "rate_limit.per_source",
-            "must be above 0; the default is 20 replies/s",
+            "must be a number above 0 (not nan or inf); the default is 20 replies/s",
         );
         check(
-            r.burst >= 1.0,
+            r.burst.is_finite() && r.burst >= 1.0,
             "rate_limit.burst",
-            "must be at least 1; the default is 40",
+            "must be a number of at least 1 (not nan or inf); the default is 40",
         );
         check(
-            r.global > 0.0,
+            r.global.is_finite() && r.global > 0.0,
             "rate_limit.global",
-            "must be above 0; the default is 10000 replies/s",
+            "must be a number above 0 (not nan or inf); the default is 10000 replies/s",
         );
         check(
             (16..=16_777_216).contains(&r.sources),
@@ -264,10 +270,29 @@ impl Policy {
         Ok(self.exempt.iter().any(|n| n.contains(&ip)))
     }
 
-    /// Checks an answer's size against its request's.
-    pub(crate) fn reply_fits(&self, request: usize, reply: usize) -> bool {
-        reply as f64 <= request as f64 * self.max_amplification
+    /// Checks an answer's size against its request's, as they go on the
+    /// wire: with their IP and UDP headers, as bandwidth amplification is
+    /// judged. `ipv6` is the peer's family.
+    pub(crate) fn reply_fits(&self, request: usize, reply: usize, ipv6: bool) -> bool {
+        fits(request, reply, ipv6, self.max_amplification)
     }
+}
+
+/// The IP and UDP headers in front of every datagram: 20 + 8 bytes over
+/// IPv4, 40 + 8 over IPv6.
+pub(crate) const fn wire_overhead(ipv6: bool) -> usize {
+    if ipv6 {
+        48
+    } else {
+        28
+    }
+}
+
+/// Whether a `reply` of that many payload bytes, answering a `request`,
+/// stays within `cap` times the request on the wire.
+pub(crate) fn fits(request: usize, reply: usize, ipv6: bool, cap: f64) -> bool {
+    let h = wire_overhead(ipv6);
+    (reply + h) as f64 <= (request + h) as f64 * cap
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
@@ -468,11 +493,20 @@ mod tests {
     }
 
     #[test]
-    fn the_classic_answer_fits_the_amplification_cap() {
+    fn the_cap_counts_the_headers_on_the_wire() {
         let p = policy();
+        // The longest classic answers with the default prefix, to a 1-byte
+        // request: 59 bytes on the wire against 29 (IPv4), 105 against 49
+        // (IPv6, bracketed address and port).
         let longest_v4 = "SERVER_IP:255.255.255.255:65535".len();
-        assert!(p.reply_fits("DISCOVER_SERVER".len(), longest_v4));
-        assert!(!p.reply_fits(10, 31));
+        let longest_v6 = "SERVER_IP:[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".len();
+        assert!(p.reply_fits(1, longest_v4, false));
+        assert!(p.reply_fits(1, longest_v6, true));
+        // 3x on the wire, exactly: (n + 28) <= 3 * (10 + 28).
+        assert!(p.reply_fits(10, 86, false));
+        assert!(!p.reply_fits(10, 87, false));
+        assert!(p.reply_fits(10, 126, true));
+        assert!(!p.reply_fits(10, 127, true));
     }
 
     #[test]

@@ -150,7 +150,8 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
             };
             match snapshot.respond(&request, reply) {
                 Outcome::Replied => {
-                    let verdict = if !policy.reply_fits(payload.len(), reply.len()) {
+                    let verdict = if !policy.reply_fits(payload.len(), reply.len(), peer.is_ipv6())
+                    {
                         Err(Refusal::Amplification)
                     } else if exempt {
                         Ok(())

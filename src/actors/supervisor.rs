@@ -375,16 +375,18 @@ impl SupervisorActor {
             });
             return;
         }
+        let port_changed = self
+            .candidate
+            .as_ref()
+            .zip(self.active.as_ref())
+            .is_some_and(|(c, a)| {
+                c.child.plan.addrs.first().map(SocketAddr::port)
+                    != a.plan.addrs.first().map(SocketAddr::port)
+            });
+        let key = failure.key(port_changed);
         let error = failure.into_error(addr, attempt, &self.source);
         match role {
-            Role::Candidate => {
-                let key = if self.config.port == addr.port() {
-                    "bind"
-                } else {
-                    "port"
-                };
-                self.reject_candidate(ctx, key, &error);
-            }
+            Role::Candidate => self.reject_candidate(ctx, key, &error),
             Role::Active => self.begin_stop(Err(error), ctx),
         }
     }
@@ -509,6 +511,16 @@ impl BindFailure {
     /// True when the port is busy because of our own sockets.
     fn held_by_us(&self) -> bool {
         matches!(self, BindFailure::Busy(Some(holder)) if holder.pid == std::process::id())
+    }
+
+    /// The config key to blame: a busy or forbidden port is `port`'s
+    /// fault when the port changed, an address not on this host is `bind`'s.
+    fn key(&self, port_changed: bool) -> &'static str {
+        match self {
+            BindFailure::Busy(_) if port_changed => "port",
+            BindFailure::Other(BindErrorKind::PermissionDenied, _) => "port",
+            _ => "bind",
+        }
     }
 
     fn retryable(&self) -> bool {

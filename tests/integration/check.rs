@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use crate::util::{output, ConfigDir};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
+
+use crate::util::{output, output_with_env, ConfigDir};
 
 fn config_files() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
@@ -149,6 +152,18 @@ fn check_prints_the_effective_config_or_names_the_file_and_key() {
             "[supervision]\nrestart_on_failure = 3",
             "supervision.restart_on_failure",
         ),
+        // Each of these passed `check` once, then failed at run.
+        ("bind = [\"127.0.0.1\", \"127.0.0.1\"]", "bind"),
+        ("bind = [\"127.0.0.1\", \"0.0.0.0\"]", "bind"),
+        ("bind = \"::ffff:127.0.0.1\"", "bind"),
+        ("bind = \"fe80::1\"", "bind"),
+        ("pidfile = \"\"", "pidfile"),
+        ("log_file = \"\"", "log_file"),
+        (
+            "[security]\nmax_amplification = nan",
+            "security.max_amplification",
+        ),
+        ("response_prefix = \"DISCOVER_\"", "response_prefix"),
     ] {
         let dir = ConfigDir::new(body);
         let (code, out, err) = output(&["check", "--config", dir.path().to_str().unwrap()]);
@@ -167,4 +182,46 @@ fn check_prints_the_effective_config_or_names_the_file_and_key() {
         err.contains(&format!("{}:1:", dir.path().display())) && err.contains("invalid TOML"),
         "{err}"
     );
+}
+
+#[test]
+fn environment_variables_for_config_keys_are_checked_too() {
+    let cases: [(&str, &OsStr, &str); 5] = [
+        (
+            "DISCOVERYD_MESSAGE",
+            OsStr::from_bytes(b"DISCOVER_\xff"),
+            "environment variable DISCOVERYD_MESSAGE: key `message`: is not valid UTF-8",
+        ),
+        (
+            "DISCOVERYD_RESPONDERS",
+            OsStr::new("5"),
+            "environment variable DISCOVERYD_RESPONDERS: key `responders`: responders cannot be set from the environment",
+        ),
+        (
+            "DISCOVERYD_SUPERVISION__RETRY_AFTER_CLEANUP__TRIES",
+            OsStr::new("5"),
+            "key `supervision.retry_after_cleanup.tries`: names no key the environment can set",
+        ),
+        (
+            "DISCOVERYD_PIDFILE",
+            OsStr::new(""),
+            "environment variable DISCOVERYD_PIDFILE: key `pidfile`: must not be empty",
+        ),
+        (
+            "DISCOVERYD_MAX_AMPLIFICATION",
+            OsStr::new("1"),
+            "",
+        ),
+    ];
+    for (name, value, expected) in cases {
+        let (code, _, err) = output_with_env(&["check"], &[(name, value)]);
+        if expected.is_empty() {
+            // Not a key of ours (it lives under [security]): someone
+            // else's variable, ignored.
+            assert_eq!(code, 0, "{name}: {err}");
+        } else {
+            assert_eq!(code, 2, "{name}: {err}");
+            assert!(err.contains(expected), "{name}: {err}");
+        }
+    }
 }

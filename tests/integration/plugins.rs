@@ -7,7 +7,7 @@ fn the_json_plugin_answers_its_own_message() {
     let config = ConfigDir::new(&config_for(
         free_port(),
         "service_port = 8080\n[[responders]]\ntype = \"classic\"\n[[responders]]\ntype = \"json\"\nmessage = \"DISCOVER_JSON\"\n\
-         name = \"printer\"\nversion = \"2.1.0\"\n[responders.metadata]\nroom = \"lab\"\n",
+         name = \"printer\"\nversion = \"2.1.0\"\n[responders.metadata]\nroom = \"lab\"\nfloor = \"third, by the stairs\"\n",
     ));
     let (daemon, port) = Daemon::run(&config, &[]);
     assert!(

@@ -290,3 +290,26 @@ fn a_bind_change_on_the_same_port_hands_over_to_the_new_sockets() {
         daemon.stderr_text()
     );
 }
+
+#[test]
+fn a_reload_to_an_address_not_on_this_host_blames_bind() {
+    // 192.0.2.1 is TEST-NET-1, never assigned here; binding it sends nothing.
+    let config = ConfigDir::new(&format!("bind = \"127.0.0.1\"\n{QUICK_RETRIES}"));
+    let path = config.path();
+    let mut daemon = Daemon::spawn_with_env(
+        &["run", "--port", "0", "--config", path.to_str().unwrap()],
+        &[],
+    );
+    let port = daemon.listening_port();
+    config.write_by_rename(&format!("bind = \"192.0.2.1\"\n{QUICK_RETRIES}"));
+    let rejected = daemon.expect_stderr("config rejected");
+    assert!(
+        rejected.contains("key `bind`")
+            && rejected.contains("192.0.2.1 is not an address of this host"),
+        "{rejected}"
+    );
+    assert_eq!(
+        Client::new().ask(port, b"DISCOVER_SERVER").as_deref(),
+        Some("SERVER_IP:127.0.0.1")
+    );
+}

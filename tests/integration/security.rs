@@ -46,7 +46,8 @@ fn answers_of_other_responders_are_never_answered() {
 
 #[test]
 fn oversized_answers_are_dropped_and_counted() {
-    let extra = "[[responders]]\ntype = \"json\"\n[[responders]]\ntype = \"classic\"";
+    // A document well over 3 x (13 + 28) bytes on the wire.
+    let extra = "[[responders]]\ntype = \"json\"\nname = \"a-service-with-a-long-name\"\n[responders.metadata]\nroom = \"the lab on the third floor\"\n[[responders]]\ntype = \"classic\"";
     let (daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), extra)), &[]);
     assert_eq!(Client::new().ask(port, b"DISCOVER_JSON"), None);
     assert_eq!(refused(&daemon, "amplification"), 1);
@@ -96,18 +97,100 @@ fn loopback_is_exempt_from_the_rate_limits_by_default() {
 }
 
 #[test]
-fn a_message_too_short_for_the_amplification_cap_is_a_config_error() {
-    let dir = ConfigDir::new("message = \"HI\"\n");
+fn any_message_is_answered_over_ipv4_and_ipv6_with_the_defaults() {
+    // The cap counts what reaches the wire, headers included, so even a
+    // 1-byte request may get the longest classic answer (with a port).
+    for message in ["A", "ABC", "ALPHA"] {
+        let config = ConfigDir::new(&format!(
+            "message = \"{message}\"\nservice_port = 65535\nbind = [\"127.0.0.1\", \"::1\"]"
+        ));
+        let path = config.path();
+        let mut daemon = Daemon::spawn_with_env(
+            &["run", "--port", "0", "--config", path.to_str().unwrap()],
+            &[],
+        );
+        let port = daemon.listening_port();
+        let line = daemon.expect_stdout("listening on [::1]:");
+        let port6: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+        let (reply, _) = Client::new()
+            .ask_at(
+                "127.0.0.1",
+                port,
+                message.as_bytes(),
+                Duration::from_secs(2),
+            )
+            .expect("an answer over IPv4");
+        assert_eq!(reply, "SERVER_IP:127.0.0.1:65535");
+        let (reply, _) = Client::bound_to("::1")
+            .ask_at("::1", port6, message.as_bytes(), Duration::from_secs(2))
+            .expect("an answer over IPv6");
+        assert_eq!(reply, "SERVER_IP:[::1]:65535");
+        assert_eq!(refused(&daemon, "amplification"), 0);
+    }
+    // The environment's message too.
+    let mut daemon = Daemon::spawn_with_env(
+        &["run", "--port", "0"],
+        &[
+            ("DISCOVERYD_BIND", "127.0.0.1"),
+            ("DISCOVERYD_MESSAGE", "ENVMSG"),
+        ],
+    );
+    let port = daemon.listening_port();
+    assert_eq!(
+        Client::new().ask(port, b"ENVMSG").as_deref(),
+        Some("SERVER_IP:127.0.0.1")
+    );
+}
+
+#[test]
+fn a_message_too_short_for_a_long_answer_is_a_config_error() {
+    let prefix = "P".repeat(100);
+    let dir = ConfigDir::new(&format!(
+        "message = \"HI\"\nresponse_prefix = \"{prefix}\"\n"
+    ));
     let (code, _, err) = output(&["check", "--config", dir.path().to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("key `message`: `message` is 2 bytes, too short")
-            && err.contains("at least 9 bytes"),
+            && err.contains("at least 20 bytes"),
         "{err}"
     );
-    let dir = ConfigDir::new("message = \"HI\"\n[security]\nmax_amplification = 20.0\n");
+    let dir = ConfigDir::new(&format!(
+        "message = \"HI\"\nresponse_prefix = \"{prefix}\"\n[security]\nmax_amplification = 20.0\n"
+    ));
     let (code, _, err) = output(&["check", "--config", dir.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_config_that_would_answer_nothing_fails_check_and_reload() {
+    for (extra, key) in [
+        ("response_prefix = \"DISCOVER_\"", "response_prefix"),
+        ("message = \"SERVER_IP:hello\"", "message"),
+    ] {
+        let dir = ConfigDir::new(&config_for(free_port(), extra));
+        let (code, _, err) = output(&["check", "--config", dir.path().to_str().unwrap()]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(&format!("key `{key}`:")) && err.contains("starts with `response_prefix`"),
+            "{err}"
+        );
+    }
+    // A hot reload to such a config is rejected: the service keeps answering.
+    let config = ConfigDir::new(&config_for(free_port(), ""));
+    let (daemon, port) = Daemon::run(&config, &[]);
+    config.write_by_rename(&config_for(port, "response_prefix = \"DISCOVER_\""));
+    let deadline = std::time::Instant::now() + crate::util::DEADLINE;
+    while daemon.status()["reloads"]["rejected"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload was not rejected"
+        );
+    }
+    assert_eq!(
+        Client::new().ask(port, b"DISCOVER_SERVER").as_deref(),
+        Some("SERVER_IP:127.0.0.1")
+    );
 }
 
 #[test]

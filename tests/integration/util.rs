@@ -226,8 +226,17 @@ impl Drop for Daemon {
 
 /// Runs `discoveryd <args>` to completion: (exit code, stdout, stderr).
 pub(crate) fn output(args: &[&str]) -> (i32, String, String) {
+    output_with_env(args, &[])
+}
+
+/// As [`output`], with these environment variables (any bytes).
+pub(crate) fn output_with_env(
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (i32, String, String) {
     let out = Command::new(bin())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run discoveryd");

@@ -13,9 +13,10 @@
 //!
 //! The answer is `{"name":…,"version":…,"ip":…,"service_port":…,"metadata":{…}}`.
 //! It is larger than the request, and discoveryd never answers with more
-//! than `security.max_amplification` (3) times the request's size, so
-//! clients pad the request with spaces or NUL bytes to a third of the
-//! document's size; the padding is accepted.
+//! than `security.max_amplification` (3) times the request's size on the
+//! wire (IP and UDP headers included: 28 bytes over IPv4, 48 over IPv6), so
+//! clients pad the request with spaces or NUL bytes: over IPv4, to at least
+//! `(document + 28) / 3 - 28` bytes. The padding is accepted.
 //! Everything but `ip` is rendered once, when the responder is built, so
 //! answering costs one copy and one address formatting.
 
@@ -67,6 +68,16 @@ fn build(ctx: &ResponderContext<'_>) -> Result<Box<dyn Responder>, BuildError> {
         return Err(BuildError::Invalid {
             key: "message".into(),
             message: "must not be empty; set the request this responder answers".into(),
+        });
+    }
+    let prefix = &ctx.globals.response_prefix;
+    if !prefix.is_empty() && options.message.starts_with(prefix.as_str()) {
+        return Err(BuildError::Invalid {
+            key: "message".into(),
+            message: format!(
+                "{:?} starts with `response_prefix` ({prefix:?}): loop protection refuses every such request, so this responder would never answer; change one of them",
+                options.message
+            ),
         });
     }
     let service_port = options.service_port.or(ctx.globals.service_port);
@@ -194,5 +205,13 @@ mod tests {
         assert!(err.contains("colour"), "{err}");
         let err = responder("message = \"\"", None).err().unwrap().to_string();
         assert!(err.contains("message"), "{err}");
+        let err = responder("message = \"SERVER_IP:?\"", None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with("key `message`: \"SERVER_IP:?\" starts with `response_prefix`"),
+            "{err}"
+        );
     }
 }
