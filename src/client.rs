@@ -6,7 +6,7 @@
 //! [`discover`] is async (tokio); [`discover_blocking`] wraps it for
 //! callers without a runtime.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -54,6 +54,16 @@ impl DiscoverOptions {
     }
 }
 
+/// The most servers one discovery keeps.
+pub(crate) const MAX_SERVERS: usize = 4096;
+
+/// The most distinct servers kept from one source address: a server
+/// answers once per request, so more is one host posing as many.
+pub(crate) const MAX_PER_SOURCE: usize = 8;
+
+/// The most malformed answers kept (all are counted).
+pub(crate) const MAX_MALFORMED: usize = 64;
+
 /// A server that answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Server {
@@ -86,8 +96,13 @@ pub struct Malformed {
 pub struct Discovery {
     /// The servers found, in order of answer, without duplicates.
     pub servers: Vec<Server>,
-    /// Answers ignored because they were malformed.
+    /// Answers ignored because they were malformed (the first
+    /// [`MAX_MALFORMED`]).
     pub malformed: Vec<Malformed>,
+    /// Answers not kept: servers past [`MAX_SERVERS`] or past
+    /// [`MAX_PER_SOURCE`] from one address, and malformed answers past
+    /// [`MAX_MALFORMED`]. A flood of fake answers fills no more.
+    pub dropped: u64,
     /// Where the request was sent.
     pub sent_to: Vec<SocketAddr>,
     /// Destinations the request could not be sent to, and why.
@@ -118,6 +133,17 @@ pub fn broadcast_addresses() -> Vec<Ipv4Addr> {
     out.sort();
     out.dedup();
     out
+}
+
+/// True for an address that reaches many hosts: the limited broadcast
+/// address, an interface's broadcast address, or a multicast group.
+pub fn is_broadcast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_broadcast() || v4.is_multicast() || broadcast_addresses().contains(&v4)
+        }
+        IpAddr::V6(v6) => v6.is_multicast(),
+    }
 }
 
 /// Runs one discovery.
@@ -155,10 +181,15 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
     }
     if !discovery.sent_to.is_empty() {
         let deadline = tokio::time::Instant::from_std(start + options.timeout);
+        // Without broadcasts, the answer of every target is all there is to
+        // wait for (a unicast server answers from the address asked).
+        let mut unanswered: Option<HashSet<SocketAddr>> =
+            (!options.broadcast).then(|| discovery.sent_to.iter().copied().collect());
         let mut collector = Collector {
             options,
             start,
             seen: HashSet::new(),
+            per_source: HashMap::new(),
             discovery: &mut discovery,
         };
         let mut buf = vec![0u8; MAX_REPLY + 1];
@@ -182,8 +213,17 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
                 // ICMP errors from unreachable targets surface here: skip them.
                 Ok(Err(_)) => continue,
                 Ok(Ok((reply, from))) => {
-                    if collector.take(reply, from) && options.first {
+                    if !collector.take(reply, from) {
+                        continue;
+                    }
+                    if options.first {
                         break;
+                    }
+                    if let Some(left) = &mut unanswered {
+                        left.remove(&from);
+                        if left.is_empty() {
+                            break;
+                        }
                     }
                 }
             }
@@ -196,6 +236,16 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
 /// Resolves a `--target`: `HOST`, `HOST:PORT`, `IP`, `[IPv6]` or
 /// `[IPv6]:PORT`; `default_port` when none is given.
 pub fn resolve_target(target: &str, default_port: u16) -> Result<Vec<SocketAddr>, String> {
+    let addrs = resolve_any(target, default_port)?;
+    if addrs.iter().any(|a| a.port() == 0) {
+        return Err(format!(
+            "--target {target}: port 0 is no server's port; give HOST:PORT with a port from 1 to 65535"
+        ));
+    }
+    Ok(addrs)
+}
+
+fn resolve_any(target: &str, default_port: u16) -> Result<Vec<SocketAddr>, String> {
     if let Ok(addr) = target.parse::<SocketAddr>() {
         return Ok(vec![addr]);
     }
@@ -255,13 +305,20 @@ impl Discovery {
 
     /// One line summing the discovery up.
     pub fn summary(&self) -> String {
-        format!(
+        let mut line = format!(
             "{} server(s) found in {:.0} ms; request sent to {} destination(s); {} malformed repl(ies) ignored",
             self.servers.len(),
             self.elapsed.as_secs_f64() * 1e3,
             self.sent_to.len(),
             self.malformed.len(),
-        )
+        );
+        if self.dropped > 0 {
+            line.push_str(&format!(
+                "; {} more answer(s) dropped (at most {MAX_SERVERS} servers, {MAX_PER_SOURCE} from one address, {MAX_MALFORMED} malformed)",
+                self.dropped
+            ));
+        }
+        line
     }
 
     /// The whole outcome as one JSON document.
@@ -290,6 +347,7 @@ struct Collector<'a> {
     options: &'a DiscoverOptions,
     start: Instant,
     seen: HashSet<(IpAddr, Option<u16>)>,
+    per_source: HashMap<IpAddr, usize>,
     discovery: &'a mut Discovery,
 }
 
@@ -298,8 +356,16 @@ impl Collector<'_> {
     fn take(&mut self, reply: &[u8], from: SocketAddr) -> bool {
         match parse_reply(self.options.response_prefix.as_bytes(), reply) {
             Ok(found) => {
-                if self.seen.insert((found.ip, found.service_port)) {
-                    self.discovery.servers.push(Server {
+                if !self.seen.contains(&(found.ip, found.service_port)) {
+                    let from_here = self.per_source.entry(from.ip()).or_default();
+                    let servers = &mut self.discovery.servers;
+                    if servers.len() >= MAX_SERVERS || *from_here >= MAX_PER_SOURCE {
+                        self.discovery.dropped += 1;
+                        return true;
+                    }
+                    *from_here += 1;
+                    self.seen.insert((found.ip, found.service_port));
+                    servers.push(Server {
                         ip: found.ip,
                         port: found.service_port,
                         from,
@@ -310,6 +376,10 @@ impl Collector<'_> {
                 true
             }
             Err(reason) => {
+                if self.discovery.malformed.len() >= MAX_MALFORMED {
+                    self.discovery.dropped += 1;
+                    return false;
+                }
                 let shown = &reply[..reply.len().min(80)];
                 self.discovery.malformed.push(Malformed {
                     from,

@@ -131,7 +131,7 @@ impl Config {
     pub fn log_file(&self) -> PathBuf {
         self.log_file
             .clone()
-            .unwrap_or_else(|| self.pidfile().with_extension("log"))
+            .unwrap_or_else(|| beside_pidfile(&self.pidfile(), "log"))
     }
 
     /// The effective configuration as TOML, as `check` prints it.
@@ -178,7 +178,7 @@ pub enum LogLevel {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("{path}: cannot read the config file: {reason}; check the path given to --config")]
+    #[error("{path}: cannot read the config file: {reason}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -375,7 +375,8 @@ impl ConfigSource {
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigErrors(figment_errors(e)))?;
-        let problems = validate(&config);
+        let mut problems = validate(&config);
+        problems.extend(path_collisions(&config, self.path.as_deref()));
         if problems.is_empty() {
             return Ok(config);
         }
@@ -465,16 +466,70 @@ impl ConfigSource {
 /// says so and goes on with the old values.
 pub(crate) const START_ONLY_KEYS: &[&str] = &["duration", "pidfile", "log_file"];
 
-/// `$XDG_RUNTIME_DIR/discoveryd.pid`; as root `/run/discoveryd.pid`; else
-/// a per-user file in the temporary directory.
+/// As root `/run/discoveryd/discoveryd.pid` (the shipped unit's, so a bare
+/// `discoveryd status` finds it); else `$XDG_RUNTIME_DIR/discoveryd.pid`;
+/// else a directory of this user's in the temporary directory, which must
+/// be its own (see `daemon::files`): no predictable shared file name.
 fn default_pidfile() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/run/discoveryd.pid");
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/discoveryd/discoveryd.pid");
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("discoveryd.pid"),
-        _ => std::env::temp_dir().join(format!("discoveryd-{}.pid", nix::unistd::geteuid())),
+        _ => std::env::temp_dir()
+            .join(format!("discoveryd-{uid}"))
+            .join("discoveryd.pid"),
     }
+}
+
+/// A file that lives beside the pidfile: `discoveryd.pid` gives
+/// `discoveryd.<ext>`. A pidfile not named `*.pid` gets `.<ext>` appended
+/// (`x.log` gives `x.log.sock`), so no such file can be the pidfile.
+pub(crate) fn beside_pidfile(pidfile: &Path, ext: &str) -> PathBuf {
+    if pidfile.extension().is_some_and(|e| e == "pid") {
+        return pidfile.with_extension(ext);
+    }
+    let mut name = pidfile.as_os_str().to_owned();
+    name.push(".");
+    name.push(ext);
+    PathBuf::from(name)
+}
+
+/// Files that would be one another: the log file on the pidfile, its
+/// control socket or the config file, or the pidfile on the config file.
+fn path_collisions(c: &Config, config_file: Option<&Path>) -> Vec<(String, String)> {
+    let same = |a: &Path, b: &Path| {
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        abs(a) == abs(b)
+    };
+    let pidfile = c.pidfile();
+    let socket = beside_pidfile(&pidfile, "sock");
+    let mut out = Vec::new();
+    if let Some(log) = &c.log_file {
+        for (what, path) in [("the pidfile", &pidfile), ("the control socket", &socket)] {
+            if same(log, path) {
+                out.push((
+                    "log_file".to_owned(),
+                    format!("{} is also {what}; choose another log file", log.display()),
+                ));
+            }
+        }
+    }
+    if let Some(config_file) = config_file {
+        for (key, path) in [("pidfile", &pidfile), ("log_file", &c.log_file())] {
+            if same(config_file, path) {
+                out.push((
+                    key.to_owned(),
+                    format!(
+                        "{} is the config file itself; choose another path",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Checks what types alone cannot; returns `(key, reason)` pairs.
@@ -758,6 +813,46 @@ fn env_name(key: &str) -> String {
     )
 }
 
+/// The largest config file read, in bytes.
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a config file: a regular file (symlinks followed, as a
+/// ConfigMap's are) of at most [`MAX_CONFIG_BYTES`], as UTF-8 text. A FIFO
+/// or device there is refused at once, never read: opening is
+/// non-blocking, and nothing past the limit is read.
+fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("{e}; check the path given to --config"))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(
+            "not a regular file (a FIFO, device or directory); point --config at a file".into(),
+        );
+    }
+    let too_big = || format!("larger than the limit of {MAX_CONFIG_BYTES} bytes (1 MiB)");
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (a bad byte at offset {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Whether an empty config file is acceptable.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Emptiness {
@@ -773,9 +868,9 @@ struct FileLayer {
 
 impl FileLayer {
     fn read(path: &Path, empty: Emptiness) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        let text = read_config_file(path).map_err(|reason| ConfigError::Read {
             path: path.to_owned(),
-            reason: e.to_string(),
+            reason,
         })?;
         Self::parse(path, &text, empty)
     }

@@ -1,11 +1,35 @@
 //! What `run` prints for the person who started it, on stdout; logs go to
 //! stderr through tracing.
+//!
+//! Nothing here may stop the service: stdout can be a closed pipe
+//! (`discoveryd run | head -1`) or a full disk, and those writes fail
+//! quietly instead of panicking as `println!` would.
 
+use std::fmt;
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::config::{Config, ConfigSource};
 use crate::duration::HumanDuration;
 use crate::responders::Snapshot;
+
+/// Writes one line to stdout, ignoring a closed or full stdout.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        line(format_args!($($arg)*))
+    };
+}
+
+fn line(args: fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(args).and_then(|()| out.write_all(b"\n"));
+}
+
+/// Writes one line to stderr, ignoring a closed or full stderr.
+pub(crate) fn error_line(args: fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
 
 /// The configuration block printed before binding.
 pub(crate) fn banner(config: &Config, source: &ConfigSource, snapshot: &Snapshot) {
@@ -15,12 +39,12 @@ pub(crate) fn banner(config: &Config, source: &ConfigSource, snapshot: &Snapshot
     } else {
         "off (warnings only)".into()
     };
-    println!(
+    say!(
         "discoveryd {} - UDP discovery service",
         env!("CARGO_PKG_VERSION")
     );
-    println!("Configuration:");
-    println!(
+    say!("Configuration:");
+    say!(
         "  config file:     {}",
         source
             .path
@@ -29,7 +53,7 @@ pub(crate) fn banner(config: &Config, source: &ConfigSource, snapshot: &Snapshot
                 .display()
                 .to_string())
     );
-    println!(
+    say!(
         "  port:            {}",
         if config.port == 0 {
             "0 (ephemeral)".into()
@@ -37,19 +61,19 @@ pub(crate) fn banner(config: &Config, source: &ConfigSource, snapshot: &Snapshot
             config.port.to_string()
         }
     );
-    println!("  bind:            {}", bind.join(", "));
-    println!("  message:         {}", config.message);
-    println!("  response prefix: {}", config.response_prefix);
+    say!("  bind:            {}", bind.join(", "));
+    say!("  message:         {}", config.message);
+    say!("  response prefix: {}", config.response_prefix);
     if let Some(port) = config.service_port {
-        println!("  service port:    {port}");
+        say!("  service port:    {port}");
     }
     if let Some(ip) = config.advertise_ip {
-        println!("  advertise ip:    {ip}");
+        say!("  advertise ip:    {ip}");
     }
-    println!("  buffer size:     {} bytes", config.buffer_size);
-    println!("  logging:         {logging}");
-    println!("  responders:      {}", snapshot.describe());
-    println!(
+    say!("  buffer size:     {} bytes", config.buffer_size);
+    say!("  logging:         {logging}");
+    say!("  responders:      {}", snapshot.describe());
+    say!(
         "  duration:        {}",
         config
             .duration
@@ -60,7 +84,7 @@ pub(crate) fn banner(config: &Config, source: &ConfigSource, snapshot: &Snapshot
 /// The status line once bound, and how to try it.
 pub(crate) fn listening(addrs: &[SocketAddr]) {
     for addr in addrs {
-        println!("[OK] discovery service listening on {addr}");
+        say!("[OK] discovery service listening on {addr}");
     }
     if let Some(addr) = addrs.first() {
         let ip = match addr.ip() {
@@ -68,7 +92,7 @@ pub(crate) fn listening(addrs: &[SocketAddr]) {
             ip if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        println!(
+        say!(
             "Test it with: discoveryd discover --target {}",
             SocketAddr::new(ip, addr.port())
         );
@@ -77,15 +101,15 @@ pub(crate) fn listening(addrs: &[SocketAddr]) {
 
 /// The auto-stop line.
 pub(crate) fn timer_set(after: HumanDuration) {
-    println!("[TIMER] Auto-stop timer set for {after}");
+    say!("[TIMER] Auto-stop timer set for {after}");
 }
 
 /// The line printed when `duration` has elapsed.
 pub(crate) fn duration_expired(after: HumanDuration) {
-    println!("Duration expired ({after}). Stopping service...");
+    say!("Duration expired ({after}). Stopping service...");
 }
 
 /// The last line of a clean stop.
 pub(crate) fn stopped() {
-    println!("[OK] Service stopped and cleaned up");
+    say!("[OK] Service stopped and cleaned up");
 }

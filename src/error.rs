@@ -87,6 +87,17 @@ pub enum Error {
         /// The daemon's error message.
         message: String,
     },
+    /// `stop` or `reload` will not signal a process it cannot vouch for:
+    /// not ours, another user's, or not holding the pidfile's lock.
+    #[error("{0}")]
+    Refused(String),
+    /// This host's network interfaces cannot be listed (`getifaddrs`), so
+    /// no client could be told on-link from off-link.
+    #[error("cannot list this host's network interfaces ({0}); `security.on_link_only` needs them. Under systemd, RestrictAddressFamilies= must allow AF_NETLINK (see config/discoveryd.service); or set on_link_only = false")]
+    Interfaces(std::io::Error),
+    /// Nothing answered (a benchmark whose every request was lost).
+    #[error("{0}")]
+    NoReply(String),
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -102,7 +113,9 @@ impl Error {
             Error::AlreadyRunning { .. } => EXIT_PORT,
             Error::Setup(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Daemon { code, .. } => *code,
-            Error::Internal(_) => EXIT_INTERNAL,
+            Error::Refused(_) | Error::Interfaces(_) | Error::NoReply(_) | Error::Internal(_) => {
+                EXIT_INTERNAL
+            }
         }
     }
 }

@@ -30,8 +30,8 @@ use tokio::sync::oneshot;
 
 pub use bench::{bench, BenchOptions, BenchReport, MAX_DURATION};
 pub use client::{
-    broadcast_addresses, discover, discover_blocking, resolve_target, DiscoverOptions, Discovery,
-    Malformed, Server,
+    broadcast_addresses, discover, discover_blocking, is_broadcast, resolve_target,
+    DiscoverOptions, Discovery, Malformed, Server,
 };
 pub use config::{
     Config, ConfigError, ConfigErrors, ConfigSource, LogLevel, Overrides, ResponderConfig,
@@ -50,7 +50,6 @@ pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 use std::path::PathBuf;
 
 use actors::{Launch, SupervisorActor};
-use messages::Shutdown;
 
 /// Validates the configuration from `source`, responder options included,
 /// and returns the effective configuration as TOML.
@@ -58,6 +57,30 @@ pub fn check(source: &ConfigSource) -> Result<String, Error> {
     let config = source.load()?;
     Snapshot::build(&config, &registry(), source, None)?;
     Ok(config.to_toml())
+}
+
+/// Checks, before `restart` stops the running instance, that every address
+/// the new `config` asks for can be bound. Those the running instance
+/// holds (`held`, or covered by a wildcard it holds) are its to hand over;
+/// any other must be free now. A failure names the port and its holder.
+pub fn check_ports(config: &Config, held: &[std::net::SocketAddr]) -> Result<(), Error> {
+    let source = ConfigSource::default();
+    for &ip in &config.bind {
+        let addr = std::net::SocketAddr::new(ip, config.port);
+        let covered = held.iter().any(|h| {
+            h.port() == addr.port()
+                && h.is_ipv4() == addr.is_ipv4()
+                && (h.ip() == ip || h.ip().is_unspecified() || ip.is_unspecified())
+        });
+        if config.port == 0 || covered {
+            continue;
+        }
+        if let Err(e) = net::bind_udp(addr) {
+            let fix = supervision::BindFailure::of(&e);
+            return Err(fix.into_error(addr, 1, &source));
+        }
+    }
+    Ok(())
 }
 
 /// How [`run`] runs.
@@ -92,46 +115,51 @@ pub fn run(
 ) -> Result<(), Error> {
     let registry = Arc::new(registry());
     let snapshot = Snapshot::build(&config, &registry, &source, None)?;
-    let mut instance = daemon::Instance::claim(&config.pidfile(), options.replace)?;
-    console::banner(&config, &source, &snapshot);
-    let shared = receiver::Shared {
-        snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
-        counters: Arc::default(),
-        subnets: Arc::new(ArcSwap::from_pointee(net::local_subnets())),
-    };
-    let (done, finished) = oneshot::channel();
-    let launch = Launch {
-        source,
-        registry,
-        config,
-        shared,
-        log,
-        notifier: options.notifier,
-        pidfile: instance.pidfile.path().to_owned(),
-        control: instance.control.take_listener(),
-        log_file: options.log_file,
-        done,
+    let subnets = match net::local_subnets() {
+        Ok(subnets) => subnets,
+        Err(e) if config.security.on_link_only => return Err(Error::Interfaces(e)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the network interfaces (on_link_only is off)");
+            Vec::new()
+        }
     };
     let system = actix_rt::System::new();
     let outcome = system.block_on(async move {
+        // Before the pidfile exists: once anyone can find this instance,
+        // no signal may kill it.
+        let signals = actors::Signals::install()
+            .map_err(|e| Error::Internal(format!("cannot handle signals: {e}")))?;
+        let mut instance = daemon::Instance::claim(&config.pidfile(), options.replace)?;
+        console::banner(&config, &source, &snapshot);
+        let shared = receiver::Shared {
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            counters: Arc::default(),
+            subnets: Arc::new(ArcSwap::from_pointee(subnets)),
+        };
+        let (done, finished) = oneshot::channel();
+        let launch = Launch {
+            source,
+            registry,
+            config,
+            shared,
+            log,
+            notifier: options.notifier,
+            pidfile: instance.pidfile.path().to_owned(),
+            control: instance.control.take_listener(),
+            log_file: options.log_file,
+            done,
+            signals,
+        };
         use actix::Actor as _;
-        let supervisor = SupervisorActor::new(launch).start();
-        // `set_handler` also replaces an inherited "ignore" (background
-        // jobs of non-interactive shells): Ctrl+C must always stop us.
-        if let Err(e) = ctrlc::set_handler(move || {
-            supervisor.do_send(Shutdown {
-                reason: ShutdownReason::Interrupt,
-            })
-        }) {
-            tracing::warn!(error = %e, "cannot handle Ctrl+C");
-        }
-        finished.await.unwrap_or_else(|_| {
+        SupervisorActor::new(launch).start();
+        let outcome = finished.await.unwrap_or_else(|_| {
             Err(Error::Internal(
                 "the supervisor stopped without an outcome".into(),
             ))
-        })
+        });
+        drop(instance);
+        outcome
     });
-    drop(instance);
     if outcome.is_ok() {
         console::stopped();
     }

@@ -1,12 +1,17 @@
 //! The `discoveryd` command: parses the command line, loads the
 //! configuration, installs logging, and hands over to the library.
+//!
+//! Every write to stdout or stderr here tolerates a closed pipe or a full
+//! disk: `discoveryd status | head -1` must never panic.
 
+use std::fmt;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use discoveryd::daemon::{self, Reloaded, StatusReport, Stopped};
+use discoveryd::daemon::{self, Located, Reloaded, StatusReport, Stopped};
 use discoveryd::{ConfigSource, Error, HumanDuration, LogControl, Overrides, RunOptions};
 
 /// LAN service discovery: answers DISCOVER_SERVER with SERVER_IP:<ip>.
@@ -29,15 +34,20 @@ enum Command {
     Start(StartArgs),
     /// Stop the background service: SIGTERM, then SIGKILL after --timeout.
     Stop(StopArgs),
-    /// Stop, then start.
+    /// Validate the new config and port, then stop and start.
     Restart(RestartArgs),
-    /// Show whether the service runs, and its state (LSB: 0 running, 3 not).
+    /// Show whether the service runs (LSB: 0 running, 1 dead with a pidfile, 3 not running, 4 unknown).
     Status(StatusArgs),
-    /// Make the running service reload its config file (SIGHUP).
+    /// Make the running service reload its config file, and wait for the result.
     Reload(InstanceArgs),
     /// Load a discovery server with a bounded closed-loop benchmark.
     Bench(BenchArgs),
 }
+
+/// The most client sockets `bench` runs (one thread each).
+const MAX_CLIENTS: u16 = 256;
+/// The most requests in flight per `bench` client.
+const MAX_WINDOW: u16 = 1024;
 
 #[derive(Debug, Args)]
 struct BenchArgs {
@@ -46,17 +56,24 @@ struct BenchArgs {
     /// The server to load (default: 127.0.0.1 on the configured port).
     #[arg(long, value_name = "HOST[:PORT]")]
     target: Option<String>,
-    /// Concurrent client sockets.
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    clients: usize,
-    /// Requests in flight per client.
-    #[arg(long, value_name = "W", default_value_t = 32)]
-    window: usize,
+    /// Concurrent client sockets (1 to 256).
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CLIENTS)))]
+    clients: u16,
+    /// Requests in flight per client (1 to 1024).
+    #[arg(long, value_name = "W", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_WINDOW)))]
+    window: u16,
     /// How long to send (at most 5m).
-    #[arg(long, value_name = "D", default_value = "5s")]
+    #[arg(
+        long,
+        value_name = "D",
+        default_value = "5s",
+        allow_hyphen_values = true
+    )]
     duration: HumanDuration,
     /// Stop after this many requests in all.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     requests: Option<u64>,
     /// The request to send (default: the configured message).
     #[arg(long, value_name = "S")]
@@ -117,7 +134,12 @@ struct StopArgs {
     #[command(flatten)]
     instance: InstanceArgs,
     /// How long to wait after SIGTERM before SIGKILL.
-    #[arg(long, value_name = "D", default_value = "5s")]
+    #[arg(
+        long,
+        value_name = "D",
+        default_value = "5s",
+        allow_hyphen_values = true
+    )]
     timeout: HumanDuration,
 }
 
@@ -126,7 +148,12 @@ struct RestartArgs {
     #[command(flatten)]
     start: StartArgs,
     /// How long to wait after SIGTERM before SIGKILL.
-    #[arg(long, value_name = "D", default_value = "5s")]
+    #[arg(
+        long,
+        value_name = "D",
+        default_value = "5s",
+        allow_hyphen_values = true
+    )]
     timeout: HumanDuration,
 }
 
@@ -134,7 +161,7 @@ struct RestartArgs {
 struct StatusArgs {
     #[command(flatten)]
     instance: InstanceArgs,
-    /// Print the status document as JSON.
+    /// Print the status document as JSON (whether or not it runs).
     #[arg(long)]
     json: bool,
 }
@@ -172,15 +199,11 @@ struct DiscoverArgs {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run(args) => run(args),
-        Command::Check(args) => {
-            discoveryd::check(&source(args, Overrides::default())).map(|toml| print!("{toml}"))
-        }
+        Command::Check(args) => check(args),
         Command::Discover(args) => return discover(args),
         Command::Start(args) => start(args),
         Command::Stop(args) => stop(&args.instance, args.timeout.get()),
-        Command::Restart(args) => {
-            stop(&args.start.instance, args.timeout.get()).and_then(|()| start(args.start))
-        }
+        Command::Restart(args) => restart(args),
         Command::Status(args) => return status(&args),
         Command::Reload(args) => return reload(&args),
         Command::Bench(args) => bench(args),
@@ -191,24 +214,56 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes to stdout; a closed pipe or full disk is returned, never a panic.
+fn out(args: fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(args)?;
+    stdout.flush()
+}
+
+/// Writes one line to stderr, whatever becomes of it.
+fn err_line(args: fmt::Arguments<'_>) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr
+        .write_fmt(args)
+        .and_then(|()| stderr.write_all(b"\n"));
+}
+
+/// Prints a line for people; a failed write (nobody reads) changes nothing.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        drop(out(format_args!("{}\n", format_args!($($arg)*))))
+    };
+}
+
 /// Prints a report for people, or as one JSON document.
-fn print_report<T: serde::Serialize + std::fmt::Display>(report: &T, json: bool) {
+fn print_report<T: serde::Serialize + fmt::Display>(report: &T, json: bool) {
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(report).unwrap_or_default()
         );
     } else {
-        println!("{report}");
+        say!("{report}");
     }
 }
 
 /// Prints an error once, a line per problem, and returns its exit code.
 fn fail(error: &Error) -> ExitCode {
     for line in format!("{error:#}").lines() {
-        eprintln!("discoveryd: error: {line}");
+        err_line(format_args!("discoveryd: error: {line}"));
     }
     ExitCode::from(error.exit_code())
+}
+
+/// Warns about `DISCOVERYD_*` variables that set nothing (a typo, or
+/// someone else's variable).
+fn warn_ignored_env() {
+    for name in ConfigSource::ignored_env() {
+        err_line(format_args!(
+            "discoveryd: warning: environment variable {name} names no config key; ignored"
+        ));
+    }
 }
 
 fn source(config: ConfigArg, overrides: Overrides) -> ConfigSource {
@@ -231,10 +286,33 @@ fn instance_source(args: &InstanceArgs, log_file: Option<PathBuf>) -> ConfigSour
     }
 }
 
-/// The pidfile of the instance a command acts on; found even when the
-/// config file has become invalid, so a running daemon stays reachable.
-fn pidfile(args: &InstanceArgs) -> Result<PathBuf, Error> {
-    Ok(instance_source(args, None).pidfile()?)
+/// The instance a command acts on. Its pidfile is found even when the
+/// config file has become invalid, or names a pidfile other than the one
+/// the running instance started with: a running daemon stays reachable.
+fn instance(args: &InstanceArgs) -> Result<PathBuf, Error> {
+    let named = instance_source(args, None).pidfile()?;
+    if args.pidfile.is_some() {
+        return Ok(named);
+    }
+    let Located {
+        pidfile,
+        configured,
+    } = daemon::locate(named, args.config.config.as_deref());
+    if let Some(configured) = configured {
+        err_line(format_args!(
+            "discoveryd: note: the config names the pidfile {}, but the instance running it holds {}; a new pidfile applies at its next start",
+            configured.display(),
+            pidfile.display()
+        ));
+    }
+    Ok(pidfile)
+}
+
+fn check(args: ConfigArg) -> Result<(), Error> {
+    warn_ignored_env();
+    let toml = discoveryd::check(&source(args, Overrides::default()))?;
+    out(format_args!("{toml}"))
+        .map_err(|e| Error::Setup(format!("cannot write the effective config to stdout: {e}")))
 }
 
 fn run(args: RunArgs) -> Result<(), Error> {
@@ -248,6 +326,9 @@ fn run(args: RunArgs) -> Result<(), Error> {
     let source = source(args.instance.config, overrides);
     let config = source.load()?;
     let log = LogControl::install(&config);
+    for name in ConfigSource::ignored_env() {
+        tracing::warn!(variable = %name, "environment variable names no config key; ignored");
+    }
     discoveryd::run(
         source,
         config,
@@ -260,75 +341,137 @@ fn run(args: RunArgs) -> Result<(), Error> {
 }
 
 fn start(args: StartArgs) -> Result<(), Error> {
+    warn_ignored_env();
     let source = instance_source(&args.instance, args.log_file);
     let config = source.load()?;
     let pid = daemon::start(source, &config)?;
-    println!("started with pid {pid}");
+    say!("started with pid {pid}");
     Ok(())
+}
+
+/// Validates everything the new instance needs before the old one stops:
+/// a bad config or a busy new port leaves the running instance alone.
+fn restart(args: RestartArgs) -> Result<(), Error> {
+    let source = instance_source(&args.start.instance, args.start.log_file.clone());
+    discoveryd::check(&source)?;
+    let config = source.load()?;
+    let pidfile = instance(&args.start.instance)?;
+    if let Ok(StatusReport::Running(running)) = daemon::status(&pidfile) {
+        discoveryd::check_ports(&config, &running.addrs)?;
+    }
+    stop(&args.start.instance, args.timeout.get())?;
+    start(args.start)
 }
 
 fn stop(args: &InstanceArgs, timeout: Duration) -> Result<(), Error> {
-    match daemon::stop(&pidfile(args)?, timeout)? {
-        Stopped::NotRunning => println!("discoveryd is not running"),
+    match daemon::stop(&instance(args)?, timeout)? {
+        Stopped::NotRunning => say!("discoveryd is not running"),
         Stopped::Stale { pid } => {
             let pid = pid.map_or_else(|| "?".into(), |p| p.to_string());
-            println!("discoveryd is not running (removed a stale pidfile of pid {pid})");
+            say!("discoveryd is not running (removed a stale pidfile of pid {pid})");
         }
-        Stopped::Terminated { pid } => println!("stopped pid {pid}"),
-        Stopped::Killed { pid } => {
-            println!(
-                "pid {pid} ignored SIGTERM for {}; killed it",
-                humantime::format_duration(timeout)
-            );
-        }
+        Stopped::Terminated { pid } => say!("stopped pid {pid}"),
+        Stopped::Killed { pid } => say!(
+            "pid {pid} ignored SIGTERM for {}; killed it",
+            humantime::format_duration(timeout)
+        ),
     }
     Ok(())
 }
 
-/// LSB exit codes: 0 running, 3 not running, 4 unknown.
+/// LSB status codes, exactly: 0 running, 1 dead with a pidfile left,
+/// 3 not running, 4 unknown. `--json` prints a document in every case.
 fn status(args: &StatusArgs) -> ExitCode {
-    let report = pidfile(&args.instance).and_then(|p| daemon::status(&p));
-    match report {
-        Ok(StatusReport::Running(status)) => {
-            print_report(&*status, args.json);
-            ExitCode::SUCCESS
-        }
-        Ok(StatusReport::NotRunning { stale }) => {
-            match stale {
-                Some(pid) => println!("discoveryd is not running (stale pidfile of pid {pid})"),
-                None => println!("discoveryd is not running"),
+    let pidfile = match instance(&args.instance) {
+        Ok(pidfile) => pidfile,
+        Err(error) => return fail(&error),
+    };
+    let report = match daemon::status(&pidfile) {
+        Ok(report) => report,
+        Err(error) => {
+            if args.json {
+                say!("{}", report_json(&pidfile, None, Some(&error.to_string())));
             }
-            ExitCode::from(3)
+            fail(&error);
+            return ExitCode::from(4);
         }
-        Ok(StatusReport::Unreachable { pid, error }) => {
-            println!(
-                "discoveryd is running (pid {pid}) but its control socket does not answer: {error}"
-            );
-            ExitCode::from(4)
-        }
-        Err(error) => fail(&error),
+    };
+    let code = match &report {
+        StatusReport::Running(_) => 0,
+        StatusReport::NotRunning { stale: Some(_) } => 1,
+        StatusReport::NotRunning { stale: None } => 3,
+        StatusReport::Unreachable { .. } => 4,
+    };
+    if args.json {
+        say!("{}", report_json(&pidfile, Some(&report), None));
+        return ExitCode::from(code);
     }
+    match report {
+        StatusReport::Running(status) => say!("{status}"),
+        StatusReport::NotRunning { stale: Some(pid) } => say!(
+            "discoveryd is not running, but its pidfile {} is left (pid {pid} died without removing it)",
+            pidfile.display()
+        ),
+        StatusReport::NotRunning { stale: None } => say!("discoveryd is not running"),
+        StatusReport::Unreachable { pid, error } => say!(
+            "discoveryd is running (pid {pid}) but its control socket does not answer: {error}"
+        ),
+    }
+    ExitCode::from(code)
 }
 
-/// 0 applied or unchanged, 2 rejected (the old config serves on), 3 not running.
+/// The `status --json` document: the running instance's own, or what is
+/// known of one that is not running.
+fn report_json(
+    pidfile: &std::path::Path,
+    report: Option<&StatusReport>,
+    error: Option<&str>,
+) -> String {
+    let mut doc = match report {
+        Some(StatusReport::Running(status)) => serde_json::to_value(status).unwrap_or_default(),
+        _ => serde_json::json!({ "pidfile": pidfile }),
+    };
+    let (running, stale, pid, error) = match report {
+        Some(StatusReport::Running(status)) => (true, None, Some(status.pid), None),
+        Some(StatusReport::NotRunning { stale }) => (false, *stale, None, None),
+        Some(StatusReport::Unreachable { pid, error }) => {
+            (true, None, Some(*pid), Some(error.as_str()))
+        }
+        None => (false, None, None, error),
+    };
+    if let Some(map) = doc.as_object_mut() {
+        map.insert("running".into(), running.into());
+        map.insert("pid".into(), pid.into());
+        map.insert("stale_pid".into(), stale.into());
+        if let Some(error) = error {
+            map.insert("error".into(), error.into());
+        }
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// 0 applied or unchanged, 1 no result heard, 2 rejected (the old config
+/// serves on), 7 not running (LSB's "program is not running").
 fn reload(args: &InstanceArgs) -> ExitCode {
-    let result = pidfile(args).and_then(|p| daemon::reload(&p));
+    let result = instance(args).and_then(|p| daemon::reload(&p));
     match result {
         Ok(Reloaded::Done(last)) => {
-            println!("reload {}: {}", last.result, last.detail);
+            say!("reload {}: {}", last.result, last.detail);
             if last.result == "rejected" {
                 ExitCode::from(discoveryd::EXIT_USAGE)
             } else {
                 ExitCode::SUCCESS
             }
         }
-        Ok(Reloaded::Sent { pid }) => {
-            println!("sent SIGHUP to pid {pid}; no result yet (see its log)");
-            ExitCode::SUCCESS
+        Ok(Reloaded::Unconfirmed { pid }) => {
+            err_line(format_args!(
+                "discoveryd: error: sent SIGHUP to pid {pid}, but it reported no result within 5s; see its log"
+            ));
+            ExitCode::from(1)
         }
         Ok(Reloaded::NotRunning) => {
-            println!("discoveryd is not running");
-            ExitCode::from(3)
+            say!("discoveryd is not running");
+            ExitCode::from(7)
         }
         Err(error) => fail(&error),
     }
@@ -346,13 +489,15 @@ fn discover(args: DiscoverArgs) -> ExitCode {
         Ok(config) => discoveryd::DiscoverOptions::from_config(&config),
         Err(e) => return fail(&Error::from(e)),
     };
+    if options.port == 0 {
+        return fail(&Error::Usage(
+            "--port 0: servers cannot listen on port 0; give their port (1 to 65535)".into(),
+        ));
+    }
     for target in &args.targets {
         match discoveryd::resolve_target(target, options.port) {
             Ok(addrs) => options.targets.extend(addrs),
-            Err(e) => {
-                eprintln!("discoveryd: error: {e}");
-                return ExitCode::from(discoveryd::EXIT_USAGE);
-            }
+            Err(e) => return fail(&Error::Usage(e)),
         }
     }
     options.broadcast = args.targets.is_empty() || args.broadcast;
@@ -360,31 +505,33 @@ fn discover(args: DiscoverArgs) -> ExitCode {
     let found = match discoveryd::discover_blocking(&options) {
         Ok(found) => found,
         Err(e) => {
-            eprintln!("discoveryd: error: cannot send discovery requests: {e}");
+            err_line(format_args!(
+                "discoveryd: error: cannot send discovery requests: {e}"
+            ));
             return ExitCode::from(discoveryd::EXIT_INTERNAL);
         }
     };
     if found.sent_to.is_empty() && found.send_errors.is_empty() {
-        eprintln!(
+        err_line(format_args!(
             "discoveryd: no IPv4 interface can broadcast; ask a host with --target HOST[:PORT]"
-        );
+        ));
     }
     if args.json {
-        println!("{}", found.to_json());
+        say!("{}", found.to_json());
     } else {
-        print!("{}", found.table());
+        drop(out(format_args!("{}", found.table())));
         if args.verbose {
             for m in &found.malformed {
-                eprintln!(
+                err_line(format_args!(
                     "malformed reply from {} ({}): {:?}",
                     m.from, m.reason, m.reply
-                );
+                ));
             }
             for (to, e) in &found.send_errors {
-                eprintln!("cannot send to {to}: {e}");
+                err_line(format_args!("cannot send to {to}: {e}"));
             }
         }
-        eprintln!("{}", found.summary());
+        err_line(format_args!("{}", found.summary()));
     }
     if found.servers.is_empty() {
         ExitCode::from(1)
@@ -404,6 +551,11 @@ fn bench(args: BenchArgs) -> Result<(), Error> {
         .map_err(Error::Usage)?
         .first()
         .ok_or_else(|| Error::Usage(format!("--target {target}: no address")))?;
+    if discoveryd::is_broadcast(target.ip()) {
+        return Err(Error::Usage(format!(
+            "--target {target} is a broadcast or multicast address; bench loads one server: give its own address"
+        )));
+    }
     if !target.ip().is_loopback() && !args.allow_remote {
         return Err(Error::Usage(format!(
             "--target {target} is not a loopback address; add --allow-remote to load a server you own"
@@ -417,8 +569,8 @@ fn bench(args: BenchArgs) -> Result<(), Error> {
     }
     let options = discoveryd::BenchOptions {
         target,
-        clients: args.clients.max(1),
-        window: args.window.max(1),
+        clients: args.clients.into(),
+        window: args.window.into(),
         duration: args.duration.get(),
         requests: args.requests,
         message: config.message.into_bytes(),
@@ -426,6 +578,14 @@ fn bench(args: BenchArgs) -> Result<(), Error> {
         reply_timeout: Duration::from_millis(200),
         stop: None,
     };
-    print_report(&discoveryd::bench(&options)?, args.json);
+    let report = discoveryd::bench(&options)
+        .map_err(|e| Error::Setup(format!("cannot load {target}: {e}")))?;
+    print_report(&report, args.json);
+    if report.replies == 0 {
+        return Err(Error::NoReply(format!(
+            "no reply from {target} to any of {} requests: is a discovery server listening there, with this message?",
+            report.sent
+        )));
+    }
     Ok(())
 }

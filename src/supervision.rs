@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use std::net::SocketAddr;
+
+use crate::config::ConfigSource;
 use crate::duration::HumanDuration;
+use crate::error::Error;
+use crate::net::{port_holder, BindError, BindErrorKind, ProcessInfo};
 
 /// The `[supervision]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -74,6 +79,61 @@ impl RetryAfterCleanup {
     /// attempts are used up.
     pub fn next_delay(&self, attempt: u32) -> Option<Duration> {
         (attempt <= self.attempts).then(|| self.delay.get())
+    }
+}
+
+/// A bind that failed, as retry-after-cleanup sees it.
+pub(crate) enum BindFailure {
+    /// The port is busy; who holds it, when that can be seen.
+    Busy(Option<ProcessInfo>),
+    /// Any other bind error, classified, with what the OS said.
+    Other(BindErrorKind, String),
+}
+
+impl BindFailure {
+    /// Classifies a failed bind of `addr`; a busy port's holder is looked up.
+    pub(crate) fn of(error: &BindError) -> Self {
+        match error.kind {
+            BindErrorKind::InUse => BindFailure::Busy(port_holder(error.addr.port())),
+            kind => BindFailure::Other(kind, error.source.to_string()),
+        }
+    }
+
+    /// True when the port is busy because of our own sockets.
+    pub(crate) fn held_by_us(&self) -> bool {
+        matches!(self, BindFailure::Busy(Some(holder)) if holder.pid == std::process::id())
+    }
+
+    /// The config key to blame: a busy or forbidden port is `port`'s
+    /// fault when the port changed, an address not on this host is `bind`'s.
+    pub(crate) fn key(&self, port_changed: bool) -> &'static str {
+        match self {
+            BindFailure::Busy(_) if port_changed => "port",
+            BindFailure::Other(BindErrorKind::PermissionDenied, _) => "port",
+            _ => "bind",
+        }
+    }
+
+    pub(crate) fn retryable(&self) -> bool {
+        matches!(
+            self,
+            BindFailure::Busy(_) | BindFailure::Other(BindErrorKind::NotAvailable, _)
+        )
+    }
+
+    pub(crate) fn into_error(self, addr: SocketAddr, tries: u32, source: &ConfigSource) -> Error {
+        match self {
+            BindFailure::Busy(holder) => Error::PortUnavailable { addr, holder, tries, fix: source.describe() },
+            BindFailure::Other(BindErrorKind::PermissionDenied, reason) => Error::Bind {
+                addr,
+                reason: format!("{reason}; ports below 1024 need root or CAP_NET_BIND_SERVICE, or choose a port above 1023"),
+            },
+            BindFailure::Other(BindErrorKind::NotAvailable, reason) => Error::Bind {
+                addr,
+                reason: format!("{reason}; {} is not an address of this host, fix `bind` in {}", addr.ip(), source.describe()),
+            },
+            BindFailure::Other(_, reason) => Error::Bind { addr, reason },
+        }
     }
 }
 

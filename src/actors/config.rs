@@ -17,7 +17,7 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tracing::{debug, info, warn};
 
-use actix_rt::signal::unix::SignalKind;
+use actix_rt::signal::unix::Signal;
 
 use crate::actors::{signals, SupervisorActor};
 use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource};
@@ -51,6 +51,7 @@ pub(crate) struct ConfigActor {
     watcher: Option<RecommendedWatcher>,
     debounce: Option<SpawnHandle>,
     last_rejection: Option<String>,
+    hangup: Option<Signal>,
 }
 
 impl ConfigActor {
@@ -61,8 +62,10 @@ impl ConfigActor {
         applied: Arc<Config>,
         snapshot: Arc<ArcSwap<Snapshot>>,
         supervisor: Addr<SupervisorActor>,
+        hangup: Signal,
     ) -> Self {
         Self {
+            hangup: Some(hangup),
             source,
             registry,
             applied,
@@ -156,11 +159,9 @@ impl Actor for ConfigActor {
         if let Err(e) = self.watch(ctx) {
             warn!(error = %e, "cannot watch the config file; reload with SIGHUP instead");
         }
-        // Registered here, synchronously, so a SIGHUP can never kill the
-        // process once the service has announced itself.
-        signals::forward::<Self, _>(ctx, SignalKind::hangup(), "SIGHUP", || Reload {
-            trigger: "SIGHUP",
-        });
+        if let Some(hangup) = self.hangup.take() {
+            signals::forward::<Self, _>(ctx, hangup, || Reload { trigger: "SIGHUP" });
+        }
         if let Some(path) = &self.source.path {
             info!(path = %path.display(), "watching the config file for changes");
         }

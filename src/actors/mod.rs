@@ -8,5 +8,6 @@ mod timer;
 
 pub(crate) use config::ConfigActor;
 pub(crate) use listener::{ListenerActor, Plan, StopListener};
+pub(crate) use signals::Signals;
 pub(crate) use supervisor::{Launch, SupervisorActor};
 pub(crate) use timer::TimerActor;

@@ -12,12 +12,11 @@ use std::time::Instant;
 use std::path::PathBuf;
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult};
-use actix_rt::signal::unix::SignalKind;
 use discoveryd_api::Registry;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::actors::{signals, ConfigActor, ListenerActor, Plan, StopListener, TimerActor};
+use crate::actors::{signals, ConfigActor, ListenerActor, Plan, Signals, StopListener, TimerActor};
 use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource, START_ONLY_KEYS};
 use crate::console;
 use crate::daemon::Notifier;
@@ -28,12 +27,11 @@ use crate::messages::{
     ListenerError, ListenerFailed, ListenerStarted, ListenerStopped, PortConflict, Shutdown,
     ShutdownReason, TimerExpired,
 };
-use crate::net::{BindErrorKind, ProcessInfo};
 use crate::policy::Refusal;
 use crate::receiver::Shared;
 use crate::responders::Snapshot;
 use crate::status::{Counts, LastReload, Reloads, Status};
-use crate::supervision::{RestartDecision, RestartTracker};
+use crate::supervision::{BindFailure, RestartDecision, RestartTracker};
 
 /// How often refusals are summed up in the log.
 const REFUSAL_LOG_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
@@ -96,6 +94,9 @@ pub(crate) struct SupervisorActor {
     log_file: Option<PathBuf>,
     stopping: Option<Outcome>,
     done: Option<oneshot::Sender<Outcome>>,
+    signals: Option<Signals>,
+    /// Whether the last interface listing failed (warned once until it works again).
+    subnets_failing: bool,
 }
 
 /// Everything a supervisor starts from.
@@ -120,6 +121,8 @@ pub(crate) struct Launch {
     pub(crate) log_file: Option<PathBuf>,
     /// Where to report how the service ended.
     pub(crate) done: oneshot::Sender<Outcome>,
+    /// The signals, caught since before the pidfile existed.
+    pub(crate) signals: Signals,
 }
 
 impl SupervisorActor {
@@ -136,6 +139,7 @@ impl SupervisorActor {
             control,
             log_file,
             done,
+            signals,
         } = launch;
         Self {
             restarts: RestartTracker::new(config.supervision.restart_on_failure.clone()),
@@ -162,6 +166,8 @@ impl SupervisorActor {
             log_file,
             stopping: None,
             done: Some(done),
+            signals: Some(signals),
+            subnets_failing: false,
         }
     }
 
@@ -189,6 +195,24 @@ impl SupervisorActor {
             warn!(refused = %fresh.join(", "), period = ?REFUSAL_LOG_PERIOD, "datagrams refused by the defences");
         }
         self.refused_logged = now;
+    }
+
+    /// Reads the directly connected subnets again. A failure keeps the last
+    /// good table (a refusal of every client would be worse), warned once.
+    fn refresh_subnets(&mut self) {
+        match crate::net::local_subnets() {
+            Ok(subnets) => {
+                if std::mem::take(&mut self.subnets_failing) {
+                    info!("the network interfaces can be listed again");
+                }
+                self.shared.subnets.store(Arc::new(subnets));
+            }
+            Err(e) if !self.subnets_failing => {
+                self.subnets_failing = true;
+                warn!(error = %e, "cannot list the network interfaces; on_link_only keeps the last known subnets");
+            }
+            Err(_) => {}
+        }
     }
 
     /// Tells systemd a reload has begun (once per reload).
@@ -226,7 +250,11 @@ impl SupervisorActor {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
-            config: self.source.path.clone(),
+            config: self
+                .source
+                .path
+                .as_deref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned())),
             pidfile: self.pidfile.clone(),
             addrs: self
                 .active
@@ -501,70 +529,31 @@ impl SupervisorActor {
     }
 }
 
-/// A bind that failed, as retry-after-cleanup sees it.
-enum BindFailure {
-    Busy(Option<ProcessInfo>),
-    Other(BindErrorKind, String),
-}
-
-impl BindFailure {
-    /// True when the port is busy because of our own sockets.
-    fn held_by_us(&self) -> bool {
-        matches!(self, BindFailure::Busy(Some(holder)) if holder.pid == std::process::id())
-    }
-
-    /// The config key to blame: a busy or forbidden port is `port`'s
-    /// fault when the port changed, an address not on this host is `bind`'s.
-    fn key(&self, port_changed: bool) -> &'static str {
-        match self {
-            BindFailure::Busy(_) if port_changed => "port",
-            BindFailure::Other(BindErrorKind::PermissionDenied, _) => "port",
-            _ => "bind",
-        }
-    }
-
-    fn retryable(&self) -> bool {
-        matches!(
-            self,
-            BindFailure::Busy(_) | BindFailure::Other(BindErrorKind::NotAvailable, _)
-        )
-    }
-
-    fn into_error(self, addr: SocketAddr, tries: u32, source: &ConfigSource) -> Error {
-        match self {
-            BindFailure::Busy(holder) => Error::PortUnavailable { addr, holder, tries, fix: source.describe() },
-            BindFailure::Other(BindErrorKind::PermissionDenied, reason) => Error::Bind {
-                addr,
-                reason: format!("{reason}; ports below 1024 need root or CAP_NET_BIND_SERVICE, or choose a port above 1023"),
-            },
-            BindFailure::Other(BindErrorKind::NotAvailable, reason) => Error::Bind {
-                addr,
-                reason: format!("{reason}; {} is not an address of this host, fix `bind` in {}", addr.ip(), source.describe()),
-            },
-            BindFailure::Other(_, reason) => Error::Bind { addr, reason },
-        }
-    }
-}
-
 impl Actor for SupervisorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Signals are registered before the listener starts, so no early
-        // one falls through to its default action.
-        signals::forward::<Self, _>(ctx, SignalKind::terminate(), "SIGTERM", || Shutdown {
+        let Some(signals) = self.signals.take() else {
+            return;
+        };
+        signals::forward::<Self, _>(ctx, signals.terminate, || Shutdown {
             reason: ShutdownReason::Terminate,
         });
-        signals::forward::<Self, _>(ctx, SignalKind::user_defined1(), "SIGUSR1", || LogStatus);
-        signals::forward::<Self, _>(ctx, SignalKind::user_defined2(), "SIGUSR2", || ReopenLog);
+        signals::forward::<Self, _>(ctx, signals.interrupt, || Shutdown {
+            reason: ShutdownReason::Interrupt,
+        });
+        signals::forward::<Self, _>(ctx, signals.user1, || LogStatus);
+        signals::forward::<Self, _>(ctx, signals.user2, || ReopenLog);
         ctx.run_interval(REFUSAL_LOG_PERIOD, |sup, _| sup.log_refusals());
         // Interfaces come and go (DHCP, hotplug): keep `on_link_only` current.
-        ctx.run_interval(SUBNET_REFRESH, |sup, _| {
-            sup.shared
-                .subnets
-                .store(Arc::new(crate::net::local_subnets()))
-        });
+        ctx.run_interval(SUBNET_REFRESH, |sup, _| sup.refresh_subnets());
         if let Some(interval) = self.notifier.watchdog_interval() {
+            if self.notifier.watchdog_clamped() {
+                warn!(
+                    every = ?interval,
+                    "WATCHDOG_USEC is too short to follow; pinging the watchdog at most every 100 ms"
+                );
+            }
             ctx.run_interval(interval, |sup, _| sup.notifier.watchdog());
         }
         if let Some(listener) = self.control.take() {
@@ -576,6 +565,7 @@ impl Actor for SupervisorActor {
             Arc::clone(&self.config),
             Arc::clone(&self.shared.snapshot),
             ctx.address(),
+            signals.hangup,
         );
         self.config_actor = Some(config_actor.start());
         let plan = self.plan_for(&self.config);

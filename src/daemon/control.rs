@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use crate::status::Status;
 
-/// The control socket of the instance whose pidfile is `pidfile`.
+/// The control socket of the instance whose pidfile is `pidfile`:
+/// `discoveryd.pid` → `discoveryd.sock` (see [`crate::config::beside_pidfile`]).
 pub fn socket_path(pidfile: &Path) -> PathBuf {
-    pidfile.with_extension("sock")
+    crate::config::beside_pidfile(pidfile, "sock")
 }
 
 /// A bound control socket; its file is removed when dropped.

@@ -3,22 +3,24 @@
 //! `reload` operations on an instance identified by its pidfile.
 
 mod control;
+mod files;
 mod fork;
 mod notify;
 mod pidfile;
+mod process;
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read as _};
+use std::fs::File;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{dup2_stderr, dup2_stdout, Pid};
+use nix::unistd::{dup2_stderr, dup2_stdout, geteuid, Pid};
 
 pub use control::{query, socket_path, ControlSocket};
-pub use notify::Notifier;
+pub use notify::{Notifier, MIN_WATCHDOG_PING};
 pub use pidfile::{probe, Pidfile, PidfileError, Probe};
 
 use crate::config::{Config, ConfigSource};
@@ -32,9 +34,10 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long `reload` waits to hear the result.
 const RELOAD_WAIT: Duration = Duration::from_secs(5);
 
-/// Opens (creating it and its directory) the log file for appending.
-fn open_log(path: &Path) -> Result<File, Error> {
-    append(path).map_err(|e| {
+/// Opens (creating it and its directory) the log file for appending,
+/// refusing a file or directory another user could have planted.
+pub(crate) fn open_log(path: &Path) -> Result<File, Error> {
+    files::open_owned(path, files::Access::Append).map_err(|e| {
         Error::Setup(format!(
             "cannot open the log file {}: {e}; set another with --log-file or `log_file`",
             path.display()
@@ -42,20 +45,100 @@ fn open_log(path: &Path) -> Result<File, Error> {
     })
 }
 
-/// Opens `path` for appending, creating it and its directory.
-fn append(path: &Path) -> io::Result<File> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    OpenOptions::new().create(true).append(true).open(path)
+/// Points stdout and stderr at `path` (appending), as a daemon logs.
+pub(crate) fn redirect_output(path: &Path) -> Result<(), Error> {
+    let file = open_log(path)?;
+    let redirect = dup2_stdout(&file).and_then(|()| dup2_stderr(&file));
+    redirect.map_err(|e| Error::Setup(format!("cannot log to {}: {e}", path.display())))
 }
 
-/// Points stdout and stderr at `path` (appending), as a daemon logs.
-pub(crate) fn redirect_output(path: &Path) -> io::Result<()> {
-    let file = append(path)?;
-    dup2_stdout(&file)?;
-    dup2_stderr(&file)?;
-    Ok(())
+/// Looks at the pidfile, with an error that names it.
+fn probe_at(pidfile: &Path) -> Result<Probe, Error> {
+    probe(pidfile).map_err(|e| {
+        Error::Setup(format!(
+            "cannot read the pidfile {}: {e}; give the right one with --pidfile",
+            pidfile.display()
+        ))
+    })
+}
+
+/// The instance an instance command acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// Its pidfile.
+    pub pidfile: PathBuf,
+    /// The pidfile the config names now, when the instance running this
+    /// config holds another one (`pidfile` changed since it started:
+    /// that applies at its next start).
+    pub configured: Option<PathBuf>,
+}
+
+/// Finds the instance for `pidfile`, the one the configuration names. When
+/// nothing runs there but an instance of ours is running `config` under
+/// another pidfile (the config's `pidfile` was edited after it started),
+/// that one is found: a running daemon always stays reachable.
+pub fn locate(pidfile: PathBuf, config: Option<&Path>) -> Located {
+    let not_found = Located {
+        pidfile: pidfile.clone(),
+        configured: None,
+    };
+    let Some(config) = config.and_then(|c| std::path::absolute(c).ok()) else {
+        return not_found;
+    };
+    if matches!(probe(&pidfile), Ok(Probe::Running { .. })) {
+        return not_found;
+    }
+    let found = process::locked_files().into_iter().find(|(pid, path)| {
+        may_signal(*pid).is_ok()
+            && process::same_program(*pid)
+            && query(&socket_path(path)).is_ok_and(|s| {
+                s.pid == *pid && s.pidfile == *path && s.config.as_deref() == Some(&*config)
+            })
+    });
+    match found {
+        Some((_, running)) if running != pidfile => Located {
+            pidfile: running,
+            configured: Some(pidfile),
+        },
+        _ => not_found,
+    }
+}
+
+/// The pid of the live instance holding `pidfile`, vouched for before
+/// anything signals it: it holds the pidfile's lock and runs our program,
+/// or it answers on the pidfile's control socket under that pid; and it
+/// runs as this user (root may act on any). `None` when nothing runs.
+fn verified(pidfile: &Path) -> Result<Option<u32>, Error> {
+    let Probe::Running { pid: written } = probe_at(pidfile)? else {
+        return Ok(None);
+    };
+    // The lock is the truth; the pid written in the file is only a claim.
+    let holder = process::lock_holder(pidfile);
+    let pid = holder.unwrap_or(written);
+    let vouched = (holder == Some(pid) && process::same_program(pid))
+        || query(&socket_path(pidfile)).is_ok_and(|s| s.pid == pid);
+    if !vouched || pid == 0 {
+        return Err(Error::Refused(format!(
+            "the pidfile {} names pid {written}, which neither holds its lock as discoveryd nor answers on {}; refusing to signal it (if no discoveryd runs, remove the pidfile)",
+            pidfile.display(),
+            socket_path(pidfile).display()
+        )));
+    }
+    may_signal(pid)?;
+    Ok(Some(pid))
+}
+
+/// Refuses to act on a process of another user (root may).
+fn may_signal(pid: u32) -> Result<(), Error> {
+    let me = geteuid();
+    match process::uid_of(pid) {
+        _ if me.is_root() => Ok(()),
+        Some(uid) if uid == me.as_raw() => Ok(()),
+        uid => Err(Error::Refused(format!(
+            "pid {pid} runs as uid {}, not as this user (uid {me}); run this as its user or as root",
+            uid.map_or_else(|| "?".to_owned(), |u| u.to_string())
+        ))),
+    }
 }
 
 /// Starts the service in the background. Returns, in the calling process,
@@ -64,8 +147,12 @@ pub(crate) fn redirect_output(path: &Path) -> io::Result<()> {
 pub fn start(mut source: ConfigSource, config: &Config) -> Result<u32, Error> {
     let pidfile = std::path::absolute(config.pidfile())?;
     let log_path = std::path::absolute(config.log_file())?;
-    if let Probe::Running { pid } = probe(&pidfile)? {
-        return Err(Error::AlreadyRunning { pid, pidfile });
+    let running = locate(pidfile.clone(), source.path.as_deref()).pidfile;
+    if let Probe::Running { pid } = probe_at(&running)? {
+        return Err(Error::AlreadyRunning {
+            pid,
+            pidfile: running,
+        });
     }
     // The daemon works from `/`: every path it uses must be absolute.
     source.path = source.path.map(std::path::absolute).transpose()?;
@@ -111,7 +198,7 @@ pub fn start(mut source: ConfigSource, config: &Config) -> Result<u32, Error> {
                 Err(error) => {
                     notifier.failed(&error);
                     for line in error.to_string().lines() {
-                        eprintln!("discoveryd: error: {line}");
+                        crate::console::error_line(format_args!("discoveryd: error: {line}"));
                     }
                     error.exit_code()
                 }
@@ -146,13 +233,12 @@ pub enum Stopped {
 /// Stops the instance holding `pidfile`: SIGTERM, then SIGKILL after
 /// `timeout`. Stopping what is not running succeeds.
 pub fn stop(pidfile: &Path, timeout: Duration) -> Result<Stopped, Error> {
-    let pid = match probe(pidfile)? {
-        Probe::Absent => return Ok(Stopped::NotRunning),
-        Probe::Stale { pid } => {
-            remove_files(pidfile);
-            return Ok(Stopped::Stale { pid });
-        }
-        Probe::Running { pid } => pid,
+    if let Probe::Stale { pid } = probe_at(pidfile)? {
+        remove_files(pidfile);
+        return Ok(Stopped::Stale { pid });
+    }
+    let Some(pid) = verified(pidfile)? else {
+        return Ok(Stopped::NotRunning);
     };
     signal(pid, Signal::SIGTERM)?;
     if gone(pidfile, timeout)? {
@@ -190,7 +276,7 @@ pub enum StatusReport {
 
 /// Asks the instance holding `pidfile` for its status.
 pub fn status(pidfile: &Path) -> Result<StatusReport, Error> {
-    Ok(match probe(pidfile)? {
+    Ok(match probe_at(pidfile)? {
         Probe::Absent => StatusReport::NotRunning { stale: None },
         Probe::Stale { pid } => StatusReport::NotRunning {
             stale: pid.or(Some(0)),
@@ -212,8 +298,8 @@ pub enum Reloaded {
     NotRunning,
     /// The daemon reloaded; this is the result.
     Done(LastReload),
-    /// SIGHUP was sent, but the result was not heard in time.
-    Sent {
+    /// SIGHUP was sent, but no result was heard in time.
+    Unconfirmed {
         /// The daemon's pid.
         pid: u32,
     },
@@ -222,15 +308,14 @@ pub enum Reloaded {
 /// Makes the instance holding `pidfile` reload its configuration
 /// (SIGHUP), and waits for the result.
 pub fn reload(pidfile: &Path) -> Result<Reloaded, Error> {
-    let Probe::Running { pid } = probe(pidfile)? else {
+    let Some(pid) = verified(pidfile)? else {
         return Ok(Reloaded::NotRunning);
     };
     let socket = socket_path(pidfile);
-    let before = query(&socket).ok().map(|s| s.reloads.total());
+    // An instance still starting has not served its socket yet: the first
+    // result it reports is then this reload's (it keeps the SIGHUP).
+    let before = query(&socket).map_or(0, |s| s.reloads.total());
     signal(pid, Signal::SIGHUP)?;
-    let Some(before) = before else {
-        return Ok(Reloaded::Sent { pid });
-    };
     let deadline = Instant::now() + RELOAD_WAIT;
     while Instant::now() < deadline {
         if let Ok(status) = query(&socket) {
@@ -242,7 +327,7 @@ pub fn reload(pidfile: &Path) -> Result<Reloaded, Error> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(Reloaded::Sent { pid })
+    Ok(Reloaded::Unconfirmed { pid })
 }
 
 fn signal(pid: u32, signal: Signal) -> Result<(), Error> {
@@ -257,7 +342,7 @@ fn signal(pid: u32, signal: Signal) -> Result<(), Error> {
 fn gone(pidfile: &Path, within: Duration) -> Result<bool, Error> {
     let deadline = Instant::now() + within;
     loop {
-        if !matches!(probe(pidfile)?, Probe::Running { .. }) {
+        if !matches!(probe_at(pidfile)?, Probe::Running { .. }) {
             return Ok(true);
         }
         if Instant::now() >= deadline {

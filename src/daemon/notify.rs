@@ -14,6 +14,9 @@ use nix::time::{clock_gettime, ClockId};
 
 use crate::error::Error;
 
+/// The shortest pause between two watchdog pings.
+pub const MIN_WATCHDOG_PING: Duration = Duration::from_millis(100);
+
 /// Where systemd listens.
 #[derive(Debug)]
 struct Systemd {
@@ -66,9 +69,17 @@ impl Notifier {
         }
     }
 
-    /// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`.
+    /// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`, but never
+    /// more often than every [`MIN_WATCHDOG_PING`] (a tiny value would
+    /// otherwise keep a CPU busy pinging).
     pub fn watchdog_interval(&self) -> Option<Duration> {
-        self.watchdog.map(|d| d / 2)
+        self.watchdog.map(|d| (d / 2).max(MIN_WATCHDOG_PING))
+    }
+
+    /// True when `WATCHDOG_USEC` asks for pings more often than
+    /// [`MIN_WATCHDOG_PING`] allows.
+    pub fn watchdog_clamped(&self) -> bool {
+        self.watchdog.is_some_and(|d| d / 2 < MIN_WATCHDOG_PING)
     }
 
     /// The service answers on `addrs`.

@@ -5,10 +5,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+
+use super::files::{open_owned, Access};
 
 /// What a pidfile says about its instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,18 +66,9 @@ impl Pidfile {
             path: path.to_owned(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io_err)?;
-        }
         // Never truncate before holding the lock: the file may be a live
         // instance's.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err)?;
+        let file = open_owned(path, Access::ReadWrite).map_err(io_err)?;
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((mut file, Errno::EWOULDBLOCK)) => {
@@ -120,11 +114,22 @@ impl Drop for Pidfile {
 
 /// Looks at a pidfile without taking it.
 pub fn probe(path: &Path) -> io::Result<Probe> {
-    let file = match File::open(path) {
+    // O_NONBLOCK: a FIFO planted there must not hang `status`.
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Probe::Absent),
         Err(e) => return Err(e),
     };
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file, so not a pidfile",
+        ));
+    }
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         Ok(mut unlocked) => Ok(Probe::Stale {
             pid: read_pid(&mut unlocked),

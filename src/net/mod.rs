@@ -8,16 +8,13 @@ mod socket;
 pub(crate) use batch::{Batch, Datagram};
 pub(crate) use holder::port_holder;
 pub use holder::ProcessInfo;
-#[cfg(test)]
-pub(crate) use socket::bind_udp;
-pub(crate) use socket::{bind_group, set_recv_buffer, wake, BindError, BindErrorKind};
+pub(crate) use socket::{bind_group, bind_udp, set_recv_buffer, wake, BindError, BindErrorKind};
 
 /// The subnets of this host's interfaces that are up: who is on-link.
-pub(crate) fn local_subnets() -> Vec<ipnet::IpNet> {
-    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
-    };
-    interfaces
+/// Listing them needs a netlink socket (`AF_NETLINK`).
+pub(crate) fn local_subnets() -> std::io::Result<Vec<ipnet::IpNet>> {
+    let interfaces = nix::ifaddrs::getifaddrs()?;
+    Ok(interfaces
         .filter(|i| i.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP))
         .filter_map(|i| {
             let (addr, mask) = (i.address?, i.netmask?);
@@ -37,5 +34,5 @@ pub(crate) fn local_subnets() -> Vec<ipnet::IpNet> {
             };
             net.ok().map(|n| n.trunc())
         })
-        .collect()
+        .collect())
 }

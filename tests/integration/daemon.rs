@@ -192,8 +192,17 @@ fn stop_when_nothing_runs_succeeds() {
     let bg = Background::new("");
     let (code, out, _) = bg.cmd("stop", &[]);
     assert_eq!((code, out.trim()), (0, "discoveryd is not running"));
+    // LSB: reload of a service that is not running is 7, status is 3.
     let (code, out, _) = bg.cmd("reload", &[]);
+    assert_eq!((code, out.trim()), (7, "discoveryd is not running"));
+    let (code, out, _) = bg.cmd("status", &[]);
     assert_eq!((code, out.trim()), (3, "discoveryd is not running"));
+    let (code, out, err) = bg.cmd("status", &["--json"]);
+    assert_eq!(code, 3, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON even when not running");
+    assert_eq!(doc["running"], false);
+    assert_eq!(doc["pid"], serde_json::Value::Null);
+    assert_eq!(doc["pidfile"], bg.pidfile().to_str().unwrap());
 }
 
 #[test]
@@ -216,11 +225,19 @@ fn a_killed_daemons_stale_pidfile_is_detected_and_replaced() {
     kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
     wait_gone(first);
     assert!(bg.pidfile().exists(), "kill -9 leaves the pidfile");
+    // LSB: 1 is "dead, and the pidfile exists".
     let (code, out, _) = bg.cmd("status", &[]);
-    assert_eq!(code, 3, "{out}");
+    assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains(&format!("stale pidfile of pid {first}")),
+        out.contains(&format!("pid {first} died without removing it")),
         "{out}"
+    );
+    let (code, out, _) = bg.cmd("status", &["--json"]);
+    assert_eq!(code, 1, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (doc["running"].clone(), doc["stale_pid"].clone()),
+        (false.into(), first.into())
     );
     let second = bg.start();
     assert_ne!(first, second);
