@@ -1,12 +1,12 @@
-//! The config actor: watches the config file's directory (so editors'
-//! save-by-rename is seen), debounces bursts of events, reloads on SIGHUP
+//! The config actor: watches the config file (see [`super::watch`] for
+//! how: editors' save-by-rename, re-created directories and swapped
+//! symlinks are all seen), debounces bursts of events, reloads on SIGHUP
 //! too, and turns each reload into [`ConfigChanged`] or [`ConfigRejected`].
 //!
 //! It validates everything, the responder chain included, before the
 //! supervisor sees a new configuration; it diffs against the configuration
 //! the supervisor last applied.
 
-use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +14,12 @@ use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, SpawnHandle};
 use arc_swap::ArcSwap;
 use discoveryd_api::Registry;
 use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::EventKind;
 use tracing::{debug, info, warn};
 
 use actix_rt::signal::unix::Signal;
 
+use crate::actors::watch::FileWatch;
 use crate::actors::{signals, SupervisorActor};
 use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource};
 use crate::messages::{ConfigApplied, ConfigChanged, ConfigRejected, ConfigUnchanged};
@@ -48,7 +49,7 @@ pub(crate) struct ConfigActor {
     applied: Arc<Config>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     supervisor: Addr<SupervisorActor>,
-    watcher: Option<RecommendedWatcher>,
+    watch: Option<FileWatch>,
     debounce: Option<SpawnHandle>,
     last_rejection: Option<String>,
     hangup: Option<Signal>,
@@ -71,7 +72,7 @@ impl ConfigActor {
             applied,
             snapshot,
             supervisor,
-            watcher: None,
+            watch: None,
             debounce: None,
             last_rejection: None,
         }
@@ -81,27 +82,12 @@ impl ConfigActor {
         let Some(path) = &self.source.path else {
             return Ok(());
         };
-        let path = std::path::absolute(path)?;
-        let name: OsString = path.file_name().map(Into::into).unwrap_or_default();
-        let dir = path
-            .parent()
-            .map(ToOwned::to_owned)
-            .unwrap_or_else(|| ".".into());
         let me = ctx.address();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
-                    let ours = event
-                        .paths
-                        .iter()
-                        .any(|p| p.file_name() == Some(name.as_os_str()));
-                    if ours && changes_content(&event.kind) {
-                        me.do_send(FileTouched);
-                    }
-                }
-            })?;
-        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-        self.watcher = Some(watcher);
+        self.watch = Some(FileWatch::new(path, move |kind| {
+            if changes_content(kind) {
+                me.do_send(FileTouched);
+            }
+        })?);
         Ok(())
     }
 
@@ -177,6 +163,13 @@ impl Handler<FileTouched> for ConfigActor {
         }
         self.debounce = Some(ctx.run_later(DEBOUNCE, |actor, _| {
             actor.debounce = None;
+            // The file may now be reached another way (a re-created
+            // directory, a swapped symlink): watch what is there now.
+            if let Some(watch) = &mut actor.watch {
+                for dir in watch.refresh() {
+                    debug!(dir = %dir.display(), "cannot watch (yet); watching its parent for it");
+                }
+            }
             actor.reload("file change");
         }));
     }

@@ -5,6 +5,7 @@ mod listener;
 mod signals;
 mod supervisor;
 mod timer;
+mod watch;
 
 pub(crate) use config::ConfigActor;
 pub(crate) use listener::{ListenerActor, Plan, StopListener};

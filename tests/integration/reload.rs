@@ -313,3 +313,52 @@ fn a_reload_to_an_address_not_on_this_host_blames_bind() {
         Some("SERVER_IP:127.0.0.1")
     );
 }
+
+#[test]
+fn edits_after_the_directory_is_removed_and_created_again_are_seen() {
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("conf");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("discoveryd.toml");
+    let port = free_port();
+    std::fs::write(&path, config_for(port, "")).unwrap();
+    let mut daemon = Daemon::spawn(&["run", "--config", path.to_str().unwrap()]);
+    daemon.listening_port();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(&path, config_for(port, "message = \"AFTER_MKDIR\"")).unwrap();
+    Client::new().ask_until(port, b"AFTER_MKDIR", "SERVER_IP:127.0.0.1");
+    // And the new directory keeps being watched.
+    std::fs::write(&path, config_for(port, "message = \"AND_AFTER\"")).unwrap();
+    Client::new().ask_until(port, b"AND_AFTER", "SERVER_IP:127.0.0.1");
+}
+
+#[test]
+fn a_configmap_style_symlink_swap_is_seen() {
+    // What the kubelet does: files in a timestamped directory, `..data`
+    // pointing at it, the config a symlink through `..data`; an update
+    // writes a new directory and renames a new `..data` over the old.
+    let top = tempfile::tempdir().unwrap();
+    let root = top.path();
+    let port = free_port();
+    let version = |name: &str, message: &str| {
+        std::fs::create_dir(root.join(name)).unwrap();
+        let body = config_for(port, &format!("message = \"{message}\""));
+        std::fs::write(root.join(name).join("discoveryd.toml"), body).unwrap();
+        std::os::unix::fs::symlink(name, root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    };
+    version("..2026_11_25_01", "FIRST_VERSION");
+    std::os::unix::fs::symlink("..data/discoveryd.toml", root.join("discoveryd.toml")).unwrap();
+    let path = root.join("discoveryd.toml");
+    let mut daemon = Daemon::spawn(&["run", "--config", path.to_str().unwrap()]);
+    daemon.listening_port();
+    let client = Client::new();
+    client.ask_until(port, b"FIRST_VERSION", "SERVER_IP:127.0.0.1");
+    for (i, message) in ["SECOND_VERSION", "THIRD_VERSION"].iter().enumerate() {
+        let old = std::fs::read_link(root.join("..data")).unwrap();
+        version(&format!("..2026_11_25_0{}", i + 2), message);
+        std::fs::remove_dir_all(root.join(old)).unwrap();
+        client.ask_until(port, message.as_bytes(), "SERVER_IP:127.0.0.1");
+    }
+}
