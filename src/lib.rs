@@ -92,6 +92,9 @@ pub struct RunOptions {
     pub notifier: Arc<daemon::Notifier>,
     /// The log file to reopen on SIGUSR2 (daemons only).
     pub log_file: Option<PathBuf>,
+    /// The pidfile to hold, resolved before the daemon left its working
+    /// directory; `None`: the configuration's.
+    pub pidfile: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -100,6 +103,7 @@ impl Default for RunOptions {
             replace: false,
             notifier: Arc::new(daemon::Notifier::from_env()),
             log_file: None,
+            pidfile: None,
         }
     }
 }
@@ -129,7 +133,8 @@ pub fn run(
         // no signal may kill it.
         let signals = actors::Signals::install()
             .map_err(|e| Error::Internal(format!("cannot handle signals: {e}")))?;
-        let mut instance = daemon::Instance::claim(&config.pidfile(), options.replace)?;
+        let pidfile = options.pidfile.unwrap_or_else(|| config.pidfile());
+        let mut instance = daemon::Instance::claim(&pidfile, options.replace)?;
         console::banner(&config, &source, &snapshot);
         let shared = receiver::Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),

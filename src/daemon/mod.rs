@@ -156,8 +156,15 @@ pub fn start(mut source: ConfigSource, config: &Config) -> Result<u32, Error> {
     }
     // The daemon works from `/`: every path it uses must be absolute.
     source.path = source.path.map(std::path::absolute).transpose()?;
-    source.overrides.pidfile = Some(pidfile);
-    source.overrides.log_file = Some(log_path.clone());
+    // Flags given relative to the caller's directory keep their meaning;
+    // the paths in use are handed over resolved, so that the config file
+    // keeps its own values and an edit of them can be told apart.
+    for flag in [
+        &mut source.overrides.pidfile,
+        &mut source.overrides.log_file,
+    ] {
+        *flag = flag.take().map(std::path::absolute).transpose()?;
+    }
     let log = open_log(&log_path)?;
     match fork::detach(&log)? {
         fork::Forked::Parent { mut ready, child } => {
@@ -190,6 +197,7 @@ pub fn start(mut source: ConfigSource, config: &Config) -> Result<u32, Error> {
                     replace: false,
                     notifier: Arc::clone(&notifier),
                     log_file: Some(log_path),
+                    pidfile: Some(pidfile),
                 };
                 crate::run(source, config, log, options)
             });

@@ -2,118 +2,16 @@
 //! pidfile lock; `run --replace`; SIGUSR1/SIGUSR2; systemd notifications.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::util::{config_for, free_port, hold, output, Client, ConfigDir, Daemon, DEADLINE};
-
-/// A background instance's files, stopped (if running) when dropped.
-struct Background {
-    config: ConfigDir,
-    port: u16,
-}
-
-impl Background {
-    fn new(extra: &str) -> Self {
-        let port = free_port();
-        Self {
-            config: ConfigDir::new(&config_for(port, extra)),
-            port,
-        }
-    }
-
-    fn pidfile(&self) -> PathBuf {
-        self.config.path().with_file_name("discoveryd.pid")
-    }
-
-    fn log(&self) -> PathBuf {
-        self.config.path().with_file_name("discoveryd.log")
-    }
-
-    /// `discoveryd <command> --config C --pidfile P [args]`.
-    fn cmd(&self, command: &str, args: &[&str]) -> (i32, String, String) {
-        let (config, pidfile) = (self.config.path(), self.pidfile());
-        let mut all = vec![
-            command,
-            "--config",
-            config.to_str().unwrap(),
-            "--pidfile",
-            pidfile.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        output(&all)
-    }
-
-    fn start(&self) -> u32 {
-        let (code, out, err) = self.cmd("start", &[]);
-        assert_eq!(
-            code,
-            0,
-            "start failed: {out}{err}\nlog:\n{}",
-            self.log_text()
-        );
-        let pid: u32 = out
-            .trim()
-            .strip_prefix("started with pid ")
-            .expect(&out)
-            .parse()
-            .unwrap();
-        assert_eq!(
-            std::fs::read_to_string(self.pidfile()).unwrap().trim(),
-            pid.to_string()
-        );
-        pid
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log()).unwrap_or_default()
-    }
-
-    /// Waits until the log contains `needle`.
-    fn expect_log(&self, needle: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        while !self.log_text().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in the log:\n{}",
-                self.log_text()
-            );
-            std::thread::park_timeout(Duration::from_millis(10));
-        }
-    }
-
-    fn status_json(&self) -> serde_json::Value {
-        let (code, out, err) = self.cmd("status", &["--json"]);
-        assert_eq!(code, 0, "{out}{err}");
-        serde_json::from_str(&out).expect("status JSON")
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.cmd("stop", &["--timeout", "1s"]);
-        if std::thread::panicking() {
-            eprintln!("--- daemon log ---\n{}", self.log_text());
-        }
-    }
-}
-
-fn alive(pid: u32) -> bool {
-    kill(Pid::from_raw(pid as i32), None).is_ok()
-}
-
-/// Waits for `pid` to be gone (reaped by init, since the daemon is detached).
-fn wait_gone(pid: u32) {
-    let deadline = Instant::now() + DEADLINE;
-    while alive(pid) {
-        assert!(Instant::now() < deadline, "pid {pid} still alive");
-        std::thread::park_timeout(Duration::from_millis(10));
-    }
-}
+use crate::util::{
+    alive, config_for, free_port, hold, output, wait_gone, Background, Client, ConfigDir, Daemon,
+    NotifySocket,
+};
 
 #[test]
 fn start_status_reload_stop() {
@@ -326,46 +224,6 @@ fn sigusr1_logs_a_status_snapshot_and_sigusr2_reopens_the_log() {
         1,
         "the rotated file got new lines:\n{old}"
     );
-}
-
-/// Collects what the daemon sends to a NOTIFY_SOCKET of our own.
-struct NotifySocket {
-    socket: UnixDatagram,
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl NotifySocket {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        socket.set_read_timeout(Some(DEADLINE)).unwrap();
-        Self {
-            socket,
-            _dir: dir,
-            path,
-        }
-    }
-
-    /// The next message containing `needle`, skipping others.
-    fn expect(&self, needle: &str) -> String {
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = self
-                .socket
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("no {needle:?} notification: {e}"));
-            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if message.contains(needle) {
-                return message;
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 #[test]

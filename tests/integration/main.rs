@@ -10,6 +10,7 @@ mod discover;
 mod faults;
 mod fuzz_corpus;
 mod lifecycle;
+mod operators;
 mod plugins;
 mod reload;
 mod security;

@@ -3,7 +3,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -108,6 +109,10 @@ impl Daemon {
     /// As [`spawn`](Self::spawn), with these environment variables, and a
     /// pidfile of its own unless `env` names one.
     pub(crate) fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_inner(args, env, false)
+    }
+
+    fn spawn_inner(args: &[&str], env: &[(&str, &str)], close_stdout: bool) -> Self {
         let state = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(bin());
         command
@@ -120,7 +125,13 @@ impl Daemon {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("spawn discoveryd");
-        let stdout = Lines::spawn(child.stdout.take().unwrap());
+        let stdout = child.stdout.take().unwrap();
+        let stdout = if close_stdout {
+            drop(stdout);
+            Lines::spawn(std::io::empty())
+        } else {
+            Lines::spawn(stdout)
+        };
         let stderr = Lines::spawn(child.stderr.take().unwrap());
         Self {
             child,
@@ -143,6 +154,17 @@ impl Daemon {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The pidfile this daemon was given.
+    pub(crate) fn pidfile(&self) -> PathBuf {
+        self._state.path().join("discoveryd.pid")
+    }
+
+    /// Spawns `discoveryd <args>` on loopback with its stdout closed
+    /// before it writes anything, as `discoveryd run | head -0` does.
+    pub(crate) fn spawn_with_stdout_closed(args: &[&str]) -> Self {
+        Self::spawn_inner(args, &[("DISCOVERYD_BIND", "127.0.0.1")], true)
     }
 
     /// This daemon's status document (`discoveryd status --json`).
@@ -222,6 +244,38 @@ impl Drop for Daemon {
             eprintln!("--- discoveryd stderr ---\n{}", self.stderr.text());
         }
     }
+}
+
+/// Runs `discoveryd <args>`, failing the test if it has not ended within
+/// the deadline (it is killed then): for commands that must not hang.
+pub(crate) fn output_within(args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run discoveryd");
+    let stdout = Lines::spawn(child.stdout.take().unwrap());
+    let stderr = Lines::spawn(child.stderr.take().unwrap());
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("discoveryd {args:?} hung for {DEADLINE:?}");
+        }
+        std::thread::park_timeout(Duration::from_millis(5));
+    };
+    // The reader threads finish once the pipes close.
+    let text = |lines: &Lines| {
+        let until = Instant::now() + DEADLINE;
+        while lines.rx.recv_timeout(Duration::from_millis(50)).is_ok() && Instant::now() < until {}
+        lines.text()
+    };
+    (status.code().unwrap_or(-1), text(&stdout), text(&stderr))
 }
 
 /// Runs `discoveryd <args>` to completion: (exit code, stdout, stderr).
@@ -330,4 +384,148 @@ pub(crate) fn hold(port: u16) -> UdpSocket {
 /// A config file body for `port` with the given extra lines.
 pub(crate) fn config_for(port: u16, extra: &str) -> String {
     format!("port = {port}\nbind = \"127.0.0.1\"\n{extra}\n")
+}
+
+/// A background instance's files, stopped (if running) when dropped.
+pub(crate) struct Background {
+    pub(crate) config: ConfigDir,
+    pub(crate) port: u16,
+}
+
+impl Background {
+    pub(crate) fn new(extra: &str) -> Self {
+        let port = free_port();
+        Self {
+            config: ConfigDir::new(&config_for(port, extra)),
+            port,
+        }
+    }
+
+    pub(crate) fn pidfile(&self) -> PathBuf {
+        self.config.path().with_file_name("discoveryd.pid")
+    }
+
+    pub(crate) fn log(&self) -> PathBuf {
+        self.config.path().with_file_name("discoveryd.log")
+    }
+
+    /// `discoveryd <command> --config C --pidfile P [args]`.
+    pub(crate) fn cmd(&self, command: &str, args: &[&str]) -> (i32, String, String) {
+        let (config, pidfile) = (self.config.path(), self.pidfile());
+        let mut all = vec![
+            command,
+            "--config",
+            config.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        output(&all)
+    }
+
+    pub(crate) fn start(&self) -> u32 {
+        let (code, out, err) = self.cmd("start", &[]);
+        assert_eq!(
+            code,
+            0,
+            "start failed: {out}{err}\nlog:\n{}",
+            self.log_text()
+        );
+        let pid: u32 = out
+            .trim()
+            .strip_prefix("started with pid ")
+            .expect(&out)
+            .parse()
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(self.pidfile()).unwrap().trim(),
+            pid.to_string()
+        );
+        pid
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub(crate) fn expect_log(&self, needle: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        while !self.log_text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                self.log_text()
+            );
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+    }
+
+    pub(crate) fn status_json(&self) -> serde_json::Value {
+        let (code, out, err) = self.cmd("status", &["--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        serde_json::from_str(&out).expect("status JSON")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.cmd("stop", &["--timeout", "1s"]);
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}", self.log_text());
+        }
+    }
+}
+
+pub(crate) fn alive(pid: u32) -> bool {
+    kill(Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// Waits for `pid` to be gone (reaped by init, since the daemon is detached).
+pub(crate) fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + DEADLINE;
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "pid {pid} still alive");
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}
+
+/// Collects what the daemon sends to a NOTIFY_SOCKET of our own.
+pub(crate) struct NotifySocket {
+    socket: UnixDatagram,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl NotifySocket {
+    pub(crate) fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(DEADLINE)).unwrap();
+        Self {
+            socket,
+            _dir: dir,
+            path,
+        }
+    }
+
+    /// The next message containing `needle`, skipping others.
+    pub(crate) fn expect(&self, needle: &str) -> String {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self
+                .socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {needle:?} notification: {e}"));
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if message.contains(needle) {
+                return message;
+            }
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
 }
