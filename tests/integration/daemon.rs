@@ -270,13 +270,17 @@ fn systemd_notifications_follow_the_lifecycle() {
 }
 
 #[test]
-fn the_unit_file_declares_notify_reload_and_hardening() {
+fn the_unit_file_works_on_systemd_252_with_its_hardening() {
     let unit = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/discoveryd.service"),
     )
     .unwrap();
     for line in [
-        "Type=notify-reload",
+        // notify-reload needs systemd 253; 252 would run the unit as simple.
+        "Type=notify",
+        "ExecReload=/usr/local/bin/discoveryd reload --pidfile /run/discoveryd/discoveryd.pid",
+        // Netlink lists the interfaces that on_link_only needs.
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK",
         "Restart=on-failure",
         "RestartPreventExitStatus=2",
         "DynamicUser=yes",
@@ -291,9 +295,20 @@ fn the_unit_file_declares_notify_reload_and_hardening() {
         .find_map(|l| l.strip_prefix("ExecStart="))
         .expect("ExecStart");
     assert!(
-        exec.contains(" run --config "),
-        "systemd runs the foreground command: {exec}"
+        exec.contains(" run --config ")
+            && exec.ends_with(" --pidfile /run/discoveryd/discoveryd.pid"),
+        "systemd runs the foreground command, with root's default pidfile: {exec}"
     );
+    let variant = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config/discoveryd.service.d/notify-reload.conf"),
+    )
+    .unwrap();
+    assert!(
+        variant.lines().any(|l| l == "Type=notify-reload"),
+        "{variant}"
+    );
+    assert!(variant.lines().any(|l| l == "ExecReload="), "{variant}");
 }
 
 #[test]

@@ -174,5 +174,33 @@ check "srv2's new port and message are seen by the next discovery" reloaded
 check "srv2 left the old port" \
   expect "from ca, old port" "$(found ca --port "$P" --timeout 500ms)" "192.0.2.1:8080"
 
+# 5. Under the shipped unit's restrictions: the seccomp filter its
+#    RestrictAddressFamilies= makes (read from the unit file), and an
+#    unprivileged user, as DynamicUser= gives. getifaddrs() needs netlink.
+/usr/bin/python3 -c 'import seccomp' 2>/dev/null \
+  || die "Debian's python3-seccomp is missing; install it: apt-get install python3-seccomp"
+SANDBOX=(/usr/bin/python3 tests/netns/unit_sandbox.py config/discoveryd.service)
+AS_NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+chmod 755 "$WORK"
+mkdir -p "$WORK/unit-run" && chown 65534:65534 "$WORK/unit-run"
+PU=$(free_port)
+printf 'port = %s\n' "$PU" > "$WORK/unit.toml"
+in_ns srv "${SANDBOX[@]}" -- "${AS_NOBODY[@]}" "$BIN" run --config "$WORK/unit.toml" \
+  --pidfile "$WORK/unit-run/discoveryd.pid" > "$WORK/unit.out" 2> "$WORK/unit.err" &
+wait_for "$WORK/unit.out" "listening on" || die "discoveryd did not start under the unit's sandbox: $(cat "$WORK/unit.err")"
+check "under the unit's sandbox, a client on A is answered with the A address" \
+  expect "from ca" "$(found ca --port "$PU" --timeout 1s)" "192.0.2.1:-"
+check "under the unit's sandbox, a client on B is answered with the B address" \
+  expect "from cb" "$(found cb --port "$PU" --timeout 1s)" "198.51.100.1:-"
+in_ns srv "${SANDBOX[@]}" --drop AF_NETLINK -- "${AS_NOBODY[@]}" "$BIN" run --config "$WORK/unit.toml" \
+  --port 0 --pidfile "$WORK/unit-run/control.pid" > "$WORK/control.out" 2> "$WORK/control.err"
+code=$?
+no_netlink_is_loud() {
+  [ "$code" = 1 ] && grep -q "cannot list this host's network interfaces" "$WORK/control.err" \
+    && grep -q AF_NETLINK "$WORK/control.err" && return 0
+  echo "  exit $code: $(cat "$WORK/control.err")"; return 1
+}
+check "control: without AF_NETLINK, start-up fails loudly (exit 1, naming AF_NETLINK)" no_netlink_is_loud
+
 echo "netns: $passed passed, $failed failed"
 [ "$failed" = 0 ]
