@@ -13,6 +13,7 @@ pub mod daemon;
 mod duration;
 mod error;
 mod logging;
+mod memory;
 mod messages;
 mod net;
 mod policy;

@@ -22,8 +22,8 @@ pub(crate) type Incarnation = u64;
 pub(crate) struct ListenerStarted {
     /// The incarnation that started.
     pub incarnation: Incarnation,
-    /// The addresses really bound (port 0 resolved).
-    pub addrs: Vec<SocketAddr>,
+    /// What it bound (port 0 resolved).
+    pub sockets: crate::actors::Sockets,
 }
 
 /// A listener could not bind because the port is busy. Sent once the

@@ -72,6 +72,11 @@ impl Receiver {
         })
     }
 
+    /// The socket this loop receives on.
+    pub(crate) fn socket(&self) -> &Arc<UdpSocket> {
+        &self.socket
+    }
+
     /// Stops the loops after they have answered what is already queued,
     /// all at once, and waits for them; each socket closes when its
     /// receiver drops.
@@ -119,11 +124,10 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
                 })
             }
         }
-        // After `wake`, the socket yields zero-length reads with no sender.
-        let woken = batch
-            .datagrams()
-            .iter()
-            .any(|d| d.len == 0 && d.peer.is_none());
+        // After `wake` (which only follows the stop flag), the socket
+        // yields zero-length reads: markers, not datagrams (their sender
+        // is whatever the slot last held, so only the flag tells them apart).
+        let woken = stop.load(Ordering::Acquire) && batch.datagrams().iter().any(|d| d.len == 0);
 
         let snapshot = shared.snapshot.load();
         let subnets = shared.subnets.load();
@@ -133,7 +137,9 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
         let mut counts = BatchCounts::default();
         let mut panicked = None;
         batch.process(|d, payload, reply| {
-            let Some(peer) = d.peer else { return false };
+            let Some(peer) = d.peer.filter(|_| !(woken && d.len == 0)) else {
+                return false;
+            };
             let exempt = match admit(policy, d, peer, bound.port(), payload, &subnets) {
                 Ok(exempt) => exempt,
                 Err(why) => {
@@ -183,7 +189,7 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
         if policy.rate.sources != limiter.capacity() {
             limiter = Limiter::new(policy.rate.sources);
         }
-        if woken && stop.load(Ordering::Acquire) {
+        if woken {
             return Ok(());
         }
     }

@@ -99,11 +99,6 @@ impl BindFailure {
         }
     }
 
-    /// True when the port is busy because of our own sockets.
-    pub(crate) fn held_by_us(&self) -> bool {
-        matches!(self, BindFailure::Busy(Some(holder)) if holder.pid == std::process::id())
-    }
-
     /// The config key to blame: a busy or forbidden port is `port`'s
     /// fault when the port changed, an address not on this host is `bind`'s.
     pub(crate) fn key(&self, port_changed: bool) -> &'static str {

@@ -4,7 +4,8 @@
 //! from `stopped`, after every socket is closed, so a retry can never
 //! race its predecessor's cleanup.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Weak};
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
 use tracing::warn;
@@ -13,7 +14,9 @@ use crate::actors::SupervisorActor;
 use crate::messages::{
     Incarnation, ListenerError, ListenerFailed, ListenerStarted, ListenerStopped, PortConflict,
 };
-use crate::net::{bind_group, port_holder, set_recv_buffer, BindErrorKind, ProcessInfo};
+use crate::net::{
+    bind_group, port_holder, retire, set_recv_buffer, steer, Beside, BindErrorKind, ProcessInfo,
+};
 use crate::receiver::{Receiver, Shared};
 
 /// What a listener binds: each address, with `workers` sockets (and
@@ -32,6 +35,47 @@ pub(crate) struct Plan {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct StopListener;
+
+/// Ask a listener to stop without losing a datagram, because another
+/// incarnation takes over. Its sockets at addresses the other one also
+/// listens on (`stays`) share their SO_REUSEPORT groups with it: with
+/// `steer_to`, those groups are steered to their first `steer_to` sockets
+/// (the other's); without, the other's steering already passes this one
+/// by. Then every socket is retired, so new datagrams go to the other's
+/// sockets; it answers what it has queued, and stops.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Leave {
+    /// The addresses the incarnation that stays listens on.
+    pub(crate) stays: Vec<SocketAddr>,
+    /// Steer the shared groups to this many first sockets.
+    pub(crate) steer_to: Option<usize>,
+}
+
+/// The sockets of a running incarnation, which a newer one binds beside.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sockets {
+    /// Their addresses, as bound.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Sockets per address.
+    pub(crate) workers: usize,
+    /// Their inodes.
+    pub(crate) inodes: Vec<u64>,
+    /// The first socket of each address, to steer its group by; weak, so
+    /// the sockets close when the listener is done with them.
+    pub(crate) leaders: Vec<Weak<UdpSocket>>,
+}
+
+impl Sockets {
+    /// Steers each group over its own `workers` sockets (once the sockets
+    /// that shared it are closed). Done synchronously by the supervisor,
+    /// so it can never overwrite the steering of a newer incarnation.
+    pub(crate) fn steer_own(&self) {
+        for leader in self.leaders.iter().filter_map(Weak::upgrade) {
+            let _ = steer(&leader, 0, self.workers);
+        }
+    }
+}
 
 /// A receive loop ended with an error (sent from its thread).
 #[derive(Debug, Message)]
@@ -52,6 +96,7 @@ enum Exit {
 pub(crate) struct ListenerActor {
     incarnation: Incarnation,
     plan: Plan,
+    beside: Sockets,
     attempt: u32,
     shared: Shared,
     supervisor: Addr<SupervisorActor>,
@@ -60,10 +105,13 @@ pub(crate) struct ListenerActor {
 }
 
 impl ListenerActor {
-    /// A listener for `addrs`; `attempt` counts binds retried so far.
+    /// A listener for `plan`, bound `beside` the sockets of the incarnation
+    /// it replaces (none for a fresh start); `attempt` counts binds
+    /// retried so far.
     pub(crate) fn new(
         incarnation: Incarnation,
         plan: Plan,
+        beside: Sockets,
         attempt: u32,
         shared: Shared,
         supervisor: Addr<SupervisorActor>,
@@ -71,6 +119,7 @@ impl ListenerActor {
         Self {
             incarnation,
             plan,
+            beside,
             attempt,
             shared,
             supervisor,
@@ -93,7 +142,15 @@ impl Actor for ListenerActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let mut sockets = Vec::with_capacity(self.plan.addrs.len() * self.plan.workers);
         for &addr in &self.plan.addrs {
-            match bind_group(addr, self.plan.workers) {
+            let beside = Beside {
+                inodes: &self.beside.inodes,
+                joining: if self.beside.addrs.contains(&addr) {
+                    self.beside.workers
+                } else {
+                    0
+                },
+            };
+            match bind_group(addr, self.plan.workers, beside) {
                 Ok(group) => sockets.extend(group),
                 Err(e) if e.kind == BindErrorKind::InUse => {
                     // `sockets` closes as this returns, before `stopped` reports.
@@ -120,6 +177,11 @@ impl Actor for ListenerActor {
                 "the kernel gave a smaller receive buffer: floods may overflow it; raise net.core.rmem_max or grant CAP_NET_ADMIN"
             );
         }
+        let inodes = sockets
+            .iter()
+            .filter_map(|s| nix::sys::stat::fstat(s).ok())
+            .map(|st| st.st_ino)
+            .collect();
         let mut bound = Vec::with_capacity(sockets.len());
         for socket in sockets {
             let local = socket.local_addr();
@@ -140,9 +202,19 @@ impl Actor for ListenerActor {
                 }
             }
         }
+        let leaders = self
+            .receivers
+            .chunks(self.plan.workers.max(1))
+            .map(|group| Arc::downgrade(group[0].socket()))
+            .collect();
         self.supervisor.do_send(ListenerStarted {
             incarnation: self.incarnation,
-            addrs: bound,
+            sockets: Sockets {
+                addrs: bound,
+                workers: self.plan.workers,
+                inodes,
+                leaders,
+            },
         });
     }
 
@@ -169,6 +241,31 @@ impl Handler<StopListener> for ListenerActor {
     type Result = ();
 
     fn handle(&mut self, _: StopListener, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Leave> for ListenerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        let groups = self.receivers.chunks(self.plan.workers.max(1));
+        if let Some(first) = msg.steer_to {
+            for group in groups.clone() {
+                let socket = group[0].socket();
+                if socket.local_addr().is_ok_and(|a| msg.stays.contains(&a)) {
+                    let _ = steer(socket, 0, first);
+                }
+            }
+        }
+        // No steering points here any more: retire every socket, so that
+        // neither the kernel's hashing (while closing sockets reshuffle
+        // their group) nor a more specific address sends them anything.
+        for receiver in groups.flatten() {
+            if let Err(error) = retire(receiver.socket()) {
+                warn!(%error, "cannot retire a socket being replaced; datagrams that reach it while it closes are lost");
+            }
+        }
         ctx.stop();
     }
 }

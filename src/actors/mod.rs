@@ -8,7 +8,7 @@ mod timer;
 mod watch;
 
 pub(crate) use config::ConfigActor;
-pub(crate) use listener::{ListenerActor, Plan, StopListener};
+pub(crate) use listener::{Leave, ListenerActor, Plan, Sockets, StopListener};
 pub(crate) use signals::Signals;
 pub(crate) use supervisor::{Launch, SupervisorActor};
 pub(crate) use timer::TimerActor;

@@ -16,7 +16,9 @@ use discoveryd_api::Registry;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::actors::{signals, ConfigActor, ListenerActor, Plan, Signals, StopListener, TimerActor};
+use crate::actors::{
+    signals, ConfigActor, Leave, ListenerActor, Plan, Signals, Sockets, StopListener, TimerActor,
+};
 use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource, START_ONLY_KEYS};
 use crate::console;
 use crate::daemon::Notifier;
@@ -48,6 +50,8 @@ struct Child {
     plan: Plan,
     attempt: u32,
     addr: Addr<ListenerActor>,
+    /// What it bound, once it has started.
+    sockets: Sockets,
 }
 
 /// A reload waiting for its new sockets (make-before-break).
@@ -56,9 +60,6 @@ struct Candidate {
     config: Arc<Config>,
     snapshot: Arc<Snapshot>,
     diff: ConfigDiff,
-    /// The old listener had to close first (the new addresses overlap it):
-    /// if the candidate fails, the old addresses must be bound again.
-    old_closed: bool,
 }
 
 /// Which child a scheduled (re)spawn is for.
@@ -80,7 +81,9 @@ pub(crate) struct SupervisorActor {
     live: HashSet<Incarnation>,
     active: Option<Child>,
     candidate: Option<Candidate>,
-    handover: Option<Candidate>,
+    /// A reload that must bind new sockets, waiting for the incarnations
+    /// still leaving the active one's groups.
+    pending: Option<ConfigChanged>,
     pinned_port: Option<u16>,
     announced: bool,
     config_actor: Option<Addr<ConfigActor>>,
@@ -152,7 +155,7 @@ impl SupervisorActor {
             live: HashSet::new(),
             active: None,
             candidate: None,
-            handover: None,
+            pending: None,
             pinned_port: None,
             announced: false,
             config_actor: None,
@@ -292,13 +295,20 @@ impl SupervisorActor {
         }
     }
 
-    fn spawn(&mut self, ctx: &mut Context<Self>, plan: Plan, attempt: u32) -> Child {
+    /// Starts an incarnation for `plan`; a candidate binds beside the
+    /// active incarnation's sockets (make-before-break on the same port).
+    fn spawn(&mut self, ctx: &mut Context<Self>, role: Role, plan: Plan, attempt: u32) -> Child {
         self.next_incarnation += 1;
         let incarnation = self.next_incarnation;
         self.live.insert(incarnation);
+        let beside = match (role, &self.active) {
+            (Role::Candidate, Some(active)) => active.sockets.clone(),
+            _ => Sockets::default(),
+        };
         let listener = ListenerActor::new(
             incarnation,
             plan.clone(),
+            beside,
             attempt,
             self.shared.clone(),
             ctx.address(),
@@ -308,6 +318,7 @@ impl SupervisorActor {
             plan,
             attempt,
             addr: listener.start(),
+            sockets: Sockets::default(),
         }
     }
 
@@ -328,7 +339,7 @@ impl SupervisorActor {
         if self.stopping.is_some() {
             return;
         }
-        let child = self.spawn(ctx, plan, attempt);
+        let child = self.spawn(ctx, role, plan, attempt);
         match role {
             Role::Active => self.active = Some(child),
             Role::Candidate => {
@@ -372,7 +383,27 @@ impl SupervisorActor {
             self.finish_if_idle(ctx);
             return None;
         }
-        self.role_of(incarnation)
+        let role = self.role_of(incarnation);
+        if role == Some(Role::Active) {
+            if let Some(active) = &mut self.active {
+                active.sockets = Sockets::default();
+            }
+        } else if self.live.len() == 1 {
+            // The last incarnation that shared the active one's groups is
+            // gone (replaced, superseded, or failed): a reload waiting for
+            // that binds its sockets now (and steers them itself), or the
+            // groups are steered over the active sockets alone again.
+            match self.pending.take() {
+                Some(pending) => ctx.notify(pending),
+                None => {
+                    if let Some(active) = &self.active {
+                        active.sockets.steer_own();
+                    }
+                }
+            }
+            crate::memory::release_freed();
+        }
+        role
     }
 
     /// Retry-after-cleanup: the incarnation is gone, so retry after the
@@ -384,10 +415,6 @@ impl SupervisorActor {
         addr: SocketAddr,
         failure: BindFailure,
     ) {
-        let first_overlap = self.candidate.as_ref().is_some_and(|c| !c.old_closed);
-        if role == Role::Candidate && failure.held_by_us() && first_overlap {
-            return self.hand_over();
-        }
         let strategy = match (role, &self.candidate) {
             (Role::Candidate, Some(c)) => c.config.supervision.retry_after_cleanup.clone(),
             _ => self.config.supervision.retry_after_cleanup.clone(),
@@ -419,34 +446,15 @@ impl SupervisorActor {
         }
     }
 
-    /// The new addresses overlap our own running sockets (a `bind` change
-    /// on the same port), so make-before-break cannot work: close the old
-    /// listener first, then bind the new one, keeping the old addresses to
-    /// restore if that fails.
-    fn hand_over(&mut self) {
-        let (Some(mut candidate), Some(active)) = (self.candidate.take(), &self.active) else {
-            return;
-        };
-        info!(old = ?active.plan.addrs, new = ?candidate.child.plan.addrs, "new addresses overlap the running ones; closing the old first");
-        candidate.old_closed = true;
-        active.addr.do_send(StopListener);
-        self.handover = Some(candidate);
-    }
-
-    /// Drops the reload in progress, restores the old addresses if they
-    /// were closed for it, and logs why.
+    /// Drops the reload in progress, and logs why.
     fn reject_candidate(
         &mut self,
         ctx: &mut Context<Self>,
         key: &str,
         error: &dyn std::fmt::Display,
     ) {
-        let Some(candidate) = self.candidate.take() else {
+        if self.candidate.take().is_none() {
             return;
-        };
-        if let (true, Some(old)) = (candidate.old_closed, &self.active) {
-            warn!(addrs = ?old.plan.addrs, "restoring the previous addresses");
-            self.respawn(ctx, Role::Active, old.incarnation, 0);
         }
         let errors = ConfigErrors(vec![self
             .source
@@ -569,7 +577,7 @@ impl Actor for SupervisorActor {
         );
         self.config_actor = Some(config_actor.start());
         let plan = self.plan_for(&self.config);
-        self.active = Some(self.spawn(ctx, plan, 0));
+        self.active = Some(self.spawn(ctx, Role::Active, plan, 0));
     }
 }
 
@@ -585,31 +593,39 @@ impl Handler<ListenerStarted> for SupervisorActor {
                 };
                 self.shared.snapshot.store(candidate.snapshot);
                 let mut child = candidate.child;
-                child.plan.addrs.clone_from(&msg.addrs);
+                child.plan.addrs.clone_from(&msg.sockets.addrs);
+                let kept = msg.sockets.addrs.clone();
+                child.sockets = msg.sockets;
                 if let Some(old) = self.active.replace(child) {
-                    old.addr.do_send(StopListener);
+                    // The new sockets' steering already passes the old by.
+                    old.addr.do_send(Leave {
+                        stays: kept,
+                        steer_to: None,
+                    });
                 }
-                info!(addrs = ?msg.addrs, "listening on new addresses");
+                info!(addrs = ?self.active.as_ref().map(|a| &a.plan.addrs), "listening on new addresses");
                 self.apply(candidate.config, &candidate.diff);
             }
             Some(Role::Active) => {
+                let addrs = msg.sockets.addrs.clone();
                 if let Some(active) = &mut self.active {
                     // What is really bound (port 0 resolved) is what later
                     // configs are compared against.
-                    active.plan.addrs.clone_from(&msg.addrs);
+                    active.plan.addrs.clone_from(&addrs);
                     active.attempt = 0;
+                    active.sockets = msg.sockets;
                 }
                 if self.config.port == 0 {
-                    self.pinned_port = msg.addrs.first().map(SocketAddr::port);
+                    self.pinned_port = addrs.first().map(SocketAddr::port);
                 }
                 if self.announced {
-                    info!(addrs = ?msg.addrs, "listener restarted");
+                    info!(addrs = ?addrs, "listener restarted");
                     return;
                 }
                 self.announced = true;
-                info!(addrs = ?msg.addrs, "listening for discovery requests");
-                self.notifier.ready(&msg.addrs);
-                console::listening(&msg.addrs);
+                info!(addrs = ?addrs, "listening for discovery requests");
+                self.notifier.ready(&addrs);
+                console::listening(&addrs);
                 if let Some(after) = self.config.duration {
                     console::timer_set(after);
                     TimerActor::new(after, ctx.address()).start();
@@ -657,13 +673,7 @@ impl Handler<ListenerStopped> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, msg: ListenerStopped, ctx: &mut Context<Self>) {
-        if self.exited(msg.incarnation, ctx) == Some(Role::Active) {
-            // The old sockets of a hand-over are closed: bind the new ones.
-            if let Some(mut candidate) = self.handover.take() {
-                candidate.child = self.spawn(ctx, candidate.child.plan.clone(), 0);
-                self.candidate = Some(candidate);
-            }
-        }
+        self.exited(msg.incarnation, ctx);
     }
 }
 
@@ -675,33 +685,38 @@ impl Handler<ConfigChanged> for SupervisorActor {
             return;
         }
         self.begin_reload();
-        if let Some(mut pending) = self.handover.take() {
-            // The old listener is closing for an earlier reload: bring this
-            // configuration up in its place instead.
-            pending.child.plan = self.plan_for(&msg.config);
-            (pending.config, pending.snapshot, pending.diff) = (msg.config, msg.snapshot, msg.diff);
-            self.handover = Some(pending);
-            return;
-        }
+        // A newer configuration replaces one still waiting to bind.
+        self.pending = None;
         if let Some(superseded) = self.candidate.take() {
-            superseded.child.addr.do_send(StopListener);
+            // It may already take the traffic of groups it shares with the
+            // active sockets: it hands that back before it drains.
+            let active = self.active.as_ref();
+            superseded.child.addr.do_send(Leave {
+                stays: active.map(|a| a.plan.addrs.clone()).unwrap_or_default(),
+                steer_to: active.map(|a| a.plan.workers),
+            });
         }
         let plan = self.plan_for(&msg.config);
         let rebind = self.active.as_ref().is_some_and(|a| a.plan != plan);
-        if rebind {
-            info!(changed = %msg.diff, addrs = ?plan.addrs, workers = plan.workers, "config changed; binding the new addresses first");
-            let child = self.spawn(ctx, plan, 0);
-            self.candidate = Some(Candidate {
-                child,
-                config: msg.config,
-                snapshot: msg.snapshot,
-                diff: msg.diff,
-                old_closed: false,
-            });
-        } else {
+        if !rebind {
             self.shared.snapshot.store(msg.snapshot);
-            self.apply(msg.config, &msg.diff);
+            return self.apply(msg.config, &msg.diff);
         }
+        if self.live.len() > 1 {
+            // New sockets join the active ones' groups, counting on being
+            // the only others there: they wait until the incarnations
+            // still leaving are gone.
+            self.pending = Some(msg);
+            return;
+        }
+        info!(changed = %msg.diff, addrs = ?plan.addrs, workers = plan.workers, "config changed; binding the new addresses first");
+        let child = self.spawn(ctx, Role::Candidate, plan, 0);
+        self.candidate = Some(Candidate {
+            child,
+            config: msg.config,
+            snapshot: msg.snapshot,
+            diff: msg.diff,
+        });
     }
 }
 

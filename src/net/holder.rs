@@ -43,17 +43,20 @@ fn bound_inodes(port: u16) -> Vec<u64> {
         .collect()
 }
 
-/// The inodes of the UDP sockets bound to exactly `addr` (same family,
-/// address and port): the only sockets that can share a SO_REUSEPORT group
-/// with ours.
-pub(crate) fn inodes_at(addr: SocketAddr) -> Vec<u64> {
+/// The inodes of the UDP sockets bound to `addr`'s port at an address
+/// that overlaps it (the same address, or either is the wildcard): every
+/// socket that could take datagrams meant for ours.
+pub(crate) fn inodes_overlapping(addr: SocketAddr) -> Vec<u64> {
     let table = if addr.is_ipv4() {
         "/proc/net/udp"
     } else {
         "/proc/net/udp6"
     };
+    let overlaps = |ip: Option<IpAddr>| {
+        ip.is_some_and(|ip| ip == addr.ip() || ip.is_unspecified() || addr.ip().is_unspecified())
+    };
     read_table(table)
-        .map(|t| socket_inodes(&t, |ip, port| port == addr.port() && ip == Some(addr.ip())))
+        .map(|t| socket_inodes(&t, |ip, port| port == addr.port() && overlaps(ip)))
         .unwrap_or_default()
 }
 
@@ -154,21 +157,30 @@ mod tests {
     }
 
     #[test]
-    fn finds_our_sockets_by_exact_address() {
+    fn finds_our_sockets_by_overlapping_address() {
         for bind in ["127.0.0.1:0", "[::1]:0"] {
             let socket = std::net::UdpSocket::bind(bind).unwrap();
             let addr = socket.local_addr().unwrap();
             let inode = nix::sys::stat::fstat(&socket).unwrap().st_ino;
-            assert_eq!(inodes_at(addr), vec![inode], "{addr}");
+            assert_eq!(inodes_overlapping(addr), vec![inode], "{addr}");
+            let wide = SocketAddr::new(
+                if addr.is_ipv4() {
+                    [0, 0, 0, 0].into()
+                } else {
+                    [0u16; 8].into()
+                },
+                addr.port(),
+            );
+            assert_eq!(inodes_overlapping(wide), vec![inode], "{wide}");
             let other = SocketAddr::new(
                 if addr.is_ipv4() {
                     [127, 0, 0, 2].into()
                 } else {
-                    [0u8; 16].into()
+                    [0, 0, 0, 0, 0, 0, 0, 2u16].into()
                 },
                 addr.port(),
             );
-            assert!(inodes_at(other).is_empty(), "{other}");
+            assert!(inodes_overlapping(other).is_empty(), "{other}");
         }
     }
 

@@ -8,7 +8,9 @@ mod socket;
 pub(crate) use batch::{Batch, Datagram};
 pub(crate) use holder::port_holder;
 pub use holder::ProcessInfo;
-pub(crate) use socket::{bind_group, bind_udp, set_recv_buffer, wake, BindError, BindErrorKind};
+pub(crate) use socket::{
+    bind_group, bind_udp, retire, set_recv_buffer, steer, wake, Beside, BindError, BindErrorKind,
+};
 
 /// The subnets of this host's interfaces that are up: who is on-link.
 /// Listing them needs a netlink socket (`AF_NETLINK`).

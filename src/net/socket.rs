@@ -1,7 +1,8 @@
 //! Binding UDP sockets the way discoveryd needs them: arrival-address
-//! reporting on, IPv6 sockets IPv6-only, and never `SO_REUSEADDR` or
-//! `SO_REUSEPORT`, so a second instance gets a conflict instead of a silent
-//! share of the port.
+//! reporting on, IPv6 sockets IPv6-only, and `SO_REUSEPORT` only among our
+//! own sockets (checked), so a second instance gets a conflict instead of a
+//! silent share of the port, while a rebind on the same port can bind the
+//! new sockets before the old ones close.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -35,55 +36,83 @@ pub(crate) struct BindError {
     pub source: io::Error,
 }
 
-/// Binds `workers` sockets to `addr`, each for its own receive loop. With
-/// more than one they share the port through `SO_REUSEPORT`, but only
-/// among themselves: a plain bind first proves the port free (and resolves
-/// port 0), and afterwards the kernel's socket table must hold no stranger
-/// in the group.
-pub(crate) fn bind_group(addr: SocketAddr, workers: usize) -> Result<Vec<UdpSocket>, BindError> {
-    if workers <= 1 {
-        return Ok(vec![bind_udp(addr)?]);
-    }
-    let probe = bind_udp(addr)?;
-    let port = probe
-        .local_addr()
-        .map_err(|source| BindError {
-            addr,
-            kind: BindErrorKind::Other,
-            source,
-        })?
-        .port();
-    drop(probe);
-    let addr = SocketAddr::new(addr.ip(), port);
-    let sockets = (0..workers)
+/// Sockets of ours that a new group may bind beside: the sockets of the
+/// incarnation being replaced, during a make-before-break rebind.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Beside<'a> {
+    /// The inodes of all of them (no stranger has these).
+    pub(crate) inodes: &'a [u64],
+    /// How many of them are bound to exactly the new group's address: the
+    /// new sockets join their SO_REUSEPORT group after them.
+    pub(crate) joining: usize,
+}
+
+/// Binds `workers` sockets to `addr`, each for its own receive loop. They
+/// share the port through `SO_REUSEPORT`, but only among themselves and
+/// with our own sockets `beside` them:
+///
+/// - a fresh group first proves the port free with a plain bind (which
+///   also resolves port 0);
+/// - afterwards the kernel's socket table must show no stranger on the
+///   port at an overlapping address (a process of the same user that set
+///   `SO_REUSEPORT` too could otherwise share it silently).
+///
+/// Beside our own sockets, the new group takes the traffic at once: its
+/// steering program sends datagrams past the old sockets, to the new ones.
+pub(crate) fn bind_group(
+    addr: SocketAddr,
+    workers: usize,
+    beside: Beside<'_>,
+) -> Result<Vec<UdpSocket>, BindError> {
+    let in_use = |addr| BindError {
+        addr,
+        kind: BindErrorKind::InUse,
+        source: io::Error::from(io::ErrorKind::AddrInUse),
+    };
+    let addr = if beside.inodes.is_empty() {
+        let probe = bind(addr, false)?;
+        let port = probe
+            .local_addr()
+            .map_err(|source| BindError {
+                addr,
+                kind: BindErrorKind::Other,
+                source,
+            })?
+            .port();
+        SocketAddr::new(addr.ip(), port)
+    } else {
+        addr
+    };
+    let sockets = (0..workers.max(1))
         .map(|_| bind(addr, true))
         .collect::<Result<Vec<_>, _>>()?;
     let ours: Vec<u64> = sockets
         .iter()
         .filter_map(|s| nix::sys::stat::fstat(s).ok())
         .map(|st| st.st_ino)
+        .chain(beside.inodes.iter().copied())
         .collect();
-    if crate::net::holder::inodes_at(addr)
+    if crate::net::holder::inodes_overlapping(addr)
         .iter()
         .any(|inode| !ours.contains(inode))
     {
-        let source = io::Error::from(io::ErrorKind::AddrInUse);
-        return Err(BindError {
-            addr,
-            kind: BindErrorKind::InUse,
-            source,
-        });
+        return Err(in_use(addr));
     }
     // Without steering the kernel hashes each sender's 4-tuple onto a
     // socket, and a few clients can all land on one worker.
-    let _ = steer_by_cpu(&sockets[0], workers);
+    if let Err(e) = steer(&sockets[0], beside.joining, sockets.len()) {
+        tracing::warn!(error = %e, %addr, "cannot steer datagrams by CPU");
+    }
     Ok(sockets)
 }
 
-/// Sends each datagram to the worker whose index is the receiving CPU's
-/// (modulo the workers), with a classic BPF program on the group. If the
-/// kernel refuses it, the group keeps hashing.
-fn steer_by_cpu(socket: &UdpSocket, workers: usize) -> nix::Result<()> {
+/// Sends each datagram to the socket at index `first + cpu % workers` of
+/// the SO_REUSEPORT group (the receiving CPU's worker), with a classic BPF
+/// program on the group. `first` skips the sockets that were in the group
+/// before. If the kernel refuses it, the group keeps hashing; an index
+/// past the group's end (once older sockets closed) also falls back to
+/// hashing, until [`steer`] is called again with `first` 0.
+pub(crate) fn steer(socket: &UdpSocket, first: usize, workers: usize) -> nix::Result<()> {
     let op = |code: u32, k: u32| libc::sock_filter {
         code: code as u16,
         jt: 0,
@@ -95,7 +124,11 @@ fn steer_by_cpu(socket: &UdpSocket, workers: usize) -> nix::Result<()> {
             libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
             (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32,
         ),
-        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, workers as u32),
+        op(
+            libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K,
+            workers.max(1) as u32,
+        ),
+        op(libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K, first as u32),
         op(libc::BPF_RET | libc::BPF_A, 0),
     ];
     // The kernel copies the program during the call.
@@ -104,6 +137,20 @@ fn steer_by_cpu(socket: &UdpSocket, workers: usize) -> nix::Result<()> {
         filter: program.as_mut_ptr(),
     };
     setsockopt(socket, sockopt::AttachReusePortCbpf, &fprog)
+}
+
+/// Takes a socket that is being replaced out of the kernel's choice for
+/// new datagrams: connected to its own address, it only matches datagrams
+/// from itself, so others go to the sockets that replace it. What is
+/// already queued stays readable.
+pub(crate) fn retire(socket: &UdpSocket) -> io::Result<()> {
+    let local = socket.local_addr()?;
+    let ip = match local.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    socket.connect(SocketAddr::new(ip, local.port()))
 }
 
 /// Asks for a kernel receive buffer of `bytes` (forcing it past
@@ -153,9 +200,10 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> Result<UdpSocket, BindError> {
 /// Wakes a thread blocked receiving on `socket`. On Linux, `shutdown` on an
 /// unconnected UDP socket fails with `ENOTCONN` but still marks the socket
 /// shut and wakes its readers, which then see queued datagrams first and
-/// zero-length reads after.
+/// zero-length reads after. Only reading is shut: the replies to what is
+/// still queued must go out.
 pub(crate) fn wake(socket: &impl AsRawFd) {
-    let _ = shutdown(socket.as_raw_fd(), Shutdown::Both);
+    let _ = shutdown(socket.as_raw_fd(), Shutdown::Read);
 }
 
 #[cfg(test)]
@@ -175,22 +223,73 @@ mod tests {
 
     #[test]
     fn a_worker_group_shares_its_port_but_admits_no_stranger() {
-        let group = bind_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 3, Beside::default()).unwrap();
         let port = group[0].local_addr().unwrap().port();
         assert!(group.iter().all(|s| s.local_addr().unwrap().port() == port));
         // A plain socket cannot join, and neither can a second group.
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         assert_eq!(bind_udp(addr).unwrap_err().kind, BindErrorKind::InUse);
-        assert_eq!(bind_group(addr, 2).unwrap_err().kind, BindErrorKind::InUse);
+        assert_eq!(
+            bind_group(addr, 2, Beside::default()).unwrap_err().kind,
+            BindErrorKind::InUse
+        );
         assert!(
-            steer_by_cpu(&group[0], 3).is_ok(),
+            steer(&group[0], 0, 3).is_ok(),
             "the kernel takes the steering program"
         );
+        // Our own group can be joined, and overlapped by the wildcard.
+        let inodes: Vec<u64> = group
+            .iter()
+            .map(|s| nix::sys::stat::fstat(s).unwrap().st_ino)
+            .collect();
+        let beside = Beside {
+            inodes: &inodes,
+            joining: 3,
+        };
+        let joined = bind_group(addr, 2, beside).unwrap();
+        let wide = SocketAddr::from(([0, 0, 0, 0], port));
+        let all: Vec<u64> = inodes
+            .iter()
+            .copied()
+            .chain(
+                joined
+                    .iter()
+                    .map(|s| nix::sys::stat::fstat(s).unwrap().st_ino),
+            )
+            .collect();
+        let wildcard = bind_group(
+            wide,
+            1,
+            Beside {
+                inodes: &all,
+                joining: 0,
+            },
+        )
+        .unwrap();
+        drop((joined, wildcard));
         // A stranger already in a SO_REUSEPORT group on a free-looking port
         // is caught by the check after binding.
         drop(group);
         let stranger = bind(addr, true).unwrap();
-        assert_eq!(bind_group(addr, 2).unwrap_err().kind, BindErrorKind::InUse);
+        assert_eq!(
+            bind_group(addr, 2, Beside::default()).unwrap_err().kind,
+            BindErrorKind::InUse
+        );
+        // Beside our own sockets, a stranger in the group is still found.
+        let beside = Beside {
+            inodes: &[1],
+            joining: 0,
+        };
+        assert_eq!(
+            bind_group(addr, 2, beside).unwrap_err().kind,
+            BindErrorKind::InUse
+        );
+        // And so is one on an overlapping address.
+        let wide = SocketAddr::from(([0, 0, 0, 0], port));
+        assert_eq!(
+            bind_group(wide, 1, beside).unwrap_err().kind,
+            BindErrorKind::InUse
+        );
         drop(stranger);
     }
 
@@ -199,5 +298,110 @@ mod tests {
         // 192.0.2.0/24 is TEST-NET-1: never assigned. Binding sends nothing.
         let err = bind_udp("192.0.2.1:0".parse().unwrap()).unwrap_err();
         assert_eq!(err.kind, BindErrorKind::NotAvailable);
+    }
+}
+
+#[cfg(test)]
+mod steering {
+    use super::*;
+
+    fn inodes(sockets: &[UdpSocket]) -> Vec<u64> {
+        sockets
+            .iter()
+            .map(|s| nix::sys::stat::fstat(s).unwrap().st_ino)
+            .collect()
+    }
+
+    fn queued(sockets: &[UdpSocket]) -> usize {
+        let mut buf = [0u8; 16];
+        sockets
+            .iter()
+            .map(|s| {
+                s.set_nonblocking(true).unwrap();
+                std::iter::from_fn(|| s.recv(&mut buf).ok()).count()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn sockets_joining_a_group_take_all_its_traffic_at_once() {
+        for (old_n, new_n) in [(2, 4), (1, 3), (3, 2), (4, 1), (2, 2)] {
+            let old = bind_group("127.0.0.1:0".parse().unwrap(), old_n, Beside::default()).unwrap();
+            let addr = old[0].local_addr().unwrap();
+            let own = inodes(&old);
+            let beside = Beside {
+                inodes: &own,
+                joining: old_n,
+            };
+            let new = bind_group(addr, new_n, beside).unwrap();
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for _ in 0..100 {
+                client.send_to(b"x", addr).unwrap();
+            }
+            assert_eq!(
+                queued(&old),
+                0,
+                "{old_n} -> {new_n}: the old sockets still got datagrams"
+            );
+            assert_eq!(queued(&new), 100, "{old_n} -> {new_n}");
+        }
+    }
+
+    #[test]
+    fn retired_sockets_get_nothing_while_they_close() {
+        // Closing a socket compacts the group, which can make the steering
+        // index point past its end: the kernel then hashes, and skips
+        // connected (retired) sockets. Without retiring, the old sockets
+        // that are not closed yet get datagrams, lost when they close.
+        let old = bind_group("127.0.0.1:0".parse().unwrap(), 4, Beside::default()).unwrap();
+        let addr = old[0].local_addr().unwrap();
+        let own = inodes(&old);
+        let beside = Beside {
+            inodes: &own,
+            joining: 4,
+        };
+        let new = bind_group(addr, 1, beside).unwrap();
+        for socket in &old {
+            retire(socket).unwrap();
+        }
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut old = old;
+        while let Some(closing) = old.pop() {
+            drop(closing);
+            for _ in 0..50 {
+                client.send_to(b"x", addr).unwrap();
+            }
+            assert_eq!(queued(&old), 0, "{} old sockets left", old.len());
+            assert_eq!(queued(&new), 50);
+        }
+    }
+
+    #[test]
+    fn each_generation_takes_the_traffic_from_the_one_before() {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut current = bind_group("127.0.0.1:0".parse().unwrap(), 2, Beside::default()).unwrap();
+        let addr = current[0].local_addr().unwrap();
+        for (generation, n) in [4, 1, 3, 2, 4, 1].into_iter().enumerate() {
+            let own = inodes(&current);
+            let beside = Beside {
+                inodes: &own,
+                joining: current.len(),
+            };
+            let next = bind_group(addr, n, beside).unwrap();
+            for _ in 0..100 {
+                client.send_to(b"x", addr).unwrap();
+            }
+            assert_eq!(
+                queued(&current),
+                0,
+                "generation {generation}: the old sockets got datagrams"
+            );
+            assert_eq!(queued(&next), 100, "generation {generation}");
+            drop(std::mem::replace(&mut current, next));
+            steer(&current[0], 0, current.len()).unwrap();
+            for s in &current {
+                s.set_nonblocking(false).unwrap();
+            }
+        }
     }
 }

@@ -252,9 +252,10 @@ fn reload_latency_from_write_to_new_answer() {
 }
 
 #[test]
-fn a_bind_change_on_the_same_port_hands_over_to_the_new_sockets() {
-    // 0.0.0.0:port overlaps our own 127.0.0.1:port, so the old socket must
-    // close first; 127.0.0.2 is reachable only through the new wildcard bind.
+fn a_bind_change_on_the_same_port_binds_the_new_sockets_first() {
+    // 0.0.0.0:port overlaps our own 127.0.0.1:port: the new socket binds
+    // beside it (ours may share), then the old one retires; 127.0.0.2 is
+    // reachable only through the new wildcard bind.
     let port = free_port();
     let config = ConfigDir::new(&config_for(port, ""));
     // Not `Daemon::run`: its DISCOVERYD_BIND would outrank the file's bind.
@@ -264,7 +265,7 @@ fn a_bind_change_on_the_same_port_hands_over_to_the_new_sockets() {
     config.write(&format!(
         "port = {port}\nbind = \"0.0.0.0\"\nmessage = \"WIDE_MESSAGE\"\n"
     ));
-    daemon.expect_stderr("closing the old first");
+    daemon.expect_stderr("binding the new addresses first");
     let client = Client::new();
     let deadline = std::time::Instant::now() + crate::util::DEADLINE;
     loop {
@@ -361,4 +362,117 @@ fn a_configmap_style_symlink_swap_is_seen() {
         std::fs::remove_dir_all(root.join(old)).unwrap();
         client.ask_until(port, message.as_bytes(), "SERVER_IP:127.0.0.1");
     }
+}
+
+#[test]
+fn same_port_rebinds_of_workers_and_bind_lose_nothing() {
+    // Each reload below changes the sockets but not the port: the new
+    // ones must answer before the old ones close, without a conflict with
+    // ourselves. Four clients keep asking all along.
+    let port = free_port();
+    let body = |workers: u32, bind: &str, i: u32| {
+        format!(
+            "port = {port}\nbind = \"{bind}\"\nworkers = {workers}\nresponse_prefix = \"P{i}:\"\n"
+        )
+    };
+    let config = ConfigDir::new(&body(2, "127.0.0.1", 0));
+    let path = config.path();
+    let mut daemon = Daemon::spawn_with_env(&["run", "--config", path.to_str().unwrap()], &[]);
+    daemon.listening_port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (2..6)
+        .map(|host| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let client = Client::bound_to(&format!("127.0.0.{host}"));
+                let (mut asked, mut lost) = (0u32, 0u32);
+                while !stop.load(Ordering::Relaxed) && asked < 1_000_000 {
+                    asked += 1;
+                    let reply = client.ask_at(
+                        "127.0.0.1",
+                        port,
+                        b"DISCOVER_SERVER",
+                        Duration::from_secs(1),
+                    );
+                    if reply.is_none() {
+                        lost += 1;
+                    }
+                }
+                (asked, lost)
+            })
+        })
+        .collect();
+    let probe = Client::new();
+    for i in 1..=24 {
+        let workers = [1, 3, 2, 4][i as usize % 4];
+        let bind = if i % 3 == 0 { "0.0.0.0" } else { "127.0.0.1" };
+        config.write_by_rename(&body(workers, bind, i));
+        probe.ask_until(port, b"DISCOVER_SERVER", &format!("P{i}:127.0.0.1"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (asked, lost) = load
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .fold((0, 0), |(a, l), (a2, l2)| (a + a2, l + l2));
+    assert!(asked > 100, "the load barely ran: {asked}");
+    assert_eq!(
+        lost, 0,
+        "{lost} of {asked} requests went unanswered across 24 rebinds"
+    );
+    let err = daemon.stderr_text();
+    assert!(
+        !err.contains("port conflict"),
+        "a conflict with ourselves:\n{err}"
+    );
+    // Stopping sockets are woken by zero-length reads: not refusals.
+    let counters = &daemon.status()["counters"];
+    assert_eq!(counters["refused"], serde_json::json!({}), "{counters}");
+}
+
+#[test]
+fn memory_is_returned_after_workers_shrink() {
+    let port = free_port();
+    let body = |workers: u32, i: u32| {
+        format!("port = {port}\nbind = \"127.0.0.1\"\nworkers = {workers}\nresponse_prefix = \"R{i}:\"\n")
+    };
+    let config = ConfigDir::new(&body(2, 0));
+    let (daemon, _) = Daemon::run(&config, &[]);
+    let rss_kib = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let client = Client::new();
+    let before = rss_kib();
+    config.write_by_rename(&body(256, 1));
+    client.ask_until(port, b"DISCOVER_SERVER", "R1:127.0.0.1");
+    let wide = rss_kib();
+    config.write_by_rename(&body(2, 2));
+    client.ask_until(port, b"DISCOVER_SERVER", "R2:127.0.0.1");
+    // The 256 workers' memory goes back once their incarnation is gone.
+    let deadline = std::time::Instant::now() + crate::util::DEADLINE;
+    let kept = |after: u64| after.saturating_sub(before);
+    let mut after = rss_kib();
+    while kept(after) > (wide - before) / 10 && std::time::Instant::now() < deadline {
+        std::thread::park_timeout(Duration::from_millis(20));
+        after = rss_kib();
+    }
+    eprintln!("RSS: {before} KiB with 2 workers, {wide} KiB with 256, {after} KiB back at 2");
+    assert!(
+        wide > before + 8192,
+        "256 workers should cost memory: {before} -> {wide} KiB"
+    );
+    // At most a tenth of what the wide incarnation took stays.
+    assert!(
+        kept(after) <= (wide - before) / 10,
+        "kept {after} KiB after shrinking (started at {before} KiB, {wide} KiB wide)"
+    );
 }
