@@ -39,7 +39,7 @@ enum Command {
     /// Show whether the service runs (LSB: 0 running, 1 dead with a pidfile, 3 not running, 4 unknown).
     Status(StatusArgs),
     /// Make the running service reload its config file, and wait for the result.
-    Reload(InstanceArgs),
+    Reload(ReloadArgs),
     /// Load a discovery server with a bounded closed-loop benchmark.
     Bench(BenchArgs),
 }
@@ -134,6 +134,20 @@ struct StopArgs {
     #[command(flatten)]
     instance: InstanceArgs,
     /// How long to wait after SIGTERM before SIGKILL.
+    #[arg(
+        long,
+        value_name = "D",
+        default_value = "5s",
+        allow_hyphen_values = true
+    )]
+    timeout: HumanDuration,
+}
+
+#[derive(Debug, Args)]
+struct ReloadArgs {
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// How long to wait for the result.
     #[arg(
         long,
         value_name = "D",
@@ -452,8 +466,8 @@ fn report_json(
 
 /// 0 applied or unchanged, 1 no result heard, 2 rejected (the old config
 /// serves on), 7 not running (LSB's "program is not running").
-fn reload(args: &InstanceArgs) -> ExitCode {
-    let result = instance(args).and_then(|p| daemon::reload(&p));
+fn reload(args: &ReloadArgs) -> ExitCode {
+    let result = instance(&args.instance).and_then(|p| daemon::reload(&p, args.timeout.get()));
     match result {
         Ok(Reloaded::Done(last)) => {
             say!("reload {}: {}", last.result, last.detail);
@@ -465,7 +479,8 @@ fn reload(args: &InstanceArgs) -> ExitCode {
         }
         Ok(Reloaded::Unconfirmed { pid }) => {
             err_line(format_args!(
-                "discoveryd: error: sent SIGHUP to pid {pid}, but it reported no result within 5s; see its log"
+                "discoveryd: error: sent SIGHUP to pid {pid}, but it reported no result within {}; see its log",
+                args.timeout
             ));
             ExitCode::from(1)
         }

@@ -29,6 +29,7 @@ use crate::messages::{
     ListenerError, ListenerFailed, ListenerStarted, ListenerStopped, PortConflict, Shutdown,
     ShutdownReason, TimerExpired,
 };
+use crate::net::{SubnetNews, SubnetWatch};
 use crate::policy::Refusal;
 use crate::receiver::Shared;
 use crate::responders::Snapshot;
@@ -98,8 +99,8 @@ pub(crate) struct SupervisorActor {
     stopping: Option<Outcome>,
     done: Option<oneshot::Sender<Outcome>>,
     signals: Option<Signals>,
-    /// Whether the last interface listing failed (warned once until it works again).
-    subnets_failing: bool,
+    /// The subnet table's refreshes.
+    subnets: SubnetWatch,
 }
 
 /// Everything a supervisor starts from.
@@ -170,7 +171,7 @@ impl SupervisorActor {
             stopping: None,
             done: Some(done),
             signals: Some(signals),
-            subnets_failing: false,
+            subnets: SubnetWatch::default(),
         }
     }
 
@@ -200,21 +201,15 @@ impl SupervisorActor {
         self.refused_logged = now;
     }
 
-    /// Reads the directly connected subnets again. A failure keeps the last
-    /// good table (a refusal of every client would be worse), warned once.
+    /// Reads the directly connected subnets again.
     fn refresh_subnets(&mut self) {
-        match crate::net::local_subnets() {
-            Ok(subnets) => {
-                if std::mem::take(&mut self.subnets_failing) {
-                    info!("the network interfaces can be listed again");
-                }
-                self.shared.subnets.store(Arc::new(subnets));
-            }
-            Err(e) if !self.subnets_failing => {
-                self.subnets_failing = true;
+        let listing = crate::net::local_subnets();
+        match self.subnets.update(listing, &self.shared.subnets) {
+            Some(SubnetNews::Failed(e)) => {
                 warn!(error = %e, "cannot list the network interfaces; on_link_only keeps the last known subnets");
             }
-            Err(_) => {}
+            Some(SubnetNews::Recovered) => info!("the network interfaces can be listed again"),
+            None => {}
         }
     }
 

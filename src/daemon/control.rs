@@ -52,10 +52,18 @@ impl Drop for ControlSocket {
     }
 }
 
+/// How long a status query waits for its answer.
+const QUERY_WAIT: Duration = Duration::from_secs(3);
+
 /// Asks the instance behind `path` for its status.
 pub fn query(path: &Path) -> io::Result<Status> {
+    query_within(path, QUERY_WAIT)
+}
+
+/// As [`query`], waiting at most `wait` for the answer.
+pub(crate) fn query_within(path: &Path, wait: Duration) -> io::Result<Status> {
     let mut stream = UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    stream.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
     let mut text = String::new();
     stream.read_to_string(&mut text)?;
     serde_json::from_str(&text).map_err(io::Error::other)

@@ -19,6 +19,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{dup2_stderr, dup2_stdout, geteuid, Pid};
 
+use control::query_within;
 pub use control::{query, socket_path, ControlSocket};
 pub use notify::{Notifier, MIN_WATCHDOG_PING};
 pub use pidfile::{probe, Pidfile, PidfileError, Probe};
@@ -30,9 +31,6 @@ use crate::status::{LastReload, Status};
 
 /// How long `stop` waits after SIGKILL before giving up.
 const KILL_GRACE: Duration = Duration::from_secs(5);
-
-/// How long `reload` waits to hear the result.
-const RELOAD_WAIT: Duration = Duration::from_secs(5);
 
 /// Opens (creating it and its directory) the log file for appending,
 /// refusing a file or directory another user could have planted.
@@ -314,19 +312,20 @@ pub enum Reloaded {
 }
 
 /// Makes the instance holding `pidfile` reload its configuration
-/// (SIGHUP), and waits for the result.
-pub fn reload(pidfile: &Path) -> Result<Reloaded, Error> {
+/// (SIGHUP), and waits up to `wait` for the result.
+pub fn reload(pidfile: &Path, wait: Duration) -> Result<Reloaded, Error> {
     let Some(pid) = verified(pidfile)? else {
         return Ok(Reloaded::NotRunning);
     };
     let socket = socket_path(pidfile);
+    let deadline = Instant::now() + wait;
+    let left = || deadline.saturating_duration_since(Instant::now());
     // An instance still starting has not served its socket yet: the first
     // result it reports is then this reload's (it keeps the SIGHUP).
-    let before = query(&socket).map_or(0, |s| s.reloads.total());
+    let before = query_within(&socket, left()).map_or(0, |s| s.reloads.total());
     signal(pid, Signal::SIGHUP)?;
-    let deadline = Instant::now() + RELOAD_WAIT;
     while Instant::now() < deadline {
-        if let Ok(status) = query(&socket) {
+        if let Ok(status) = query_within(&socket, left()) {
             if status.reloads.total() > before {
                 if let Some(last) = status.reloads.last {
                     return Ok(Reloaded::Done(last));

@@ -38,3 +38,70 @@ pub(crate) fn local_subnets() -> std::io::Result<Vec<ipnet::IpNet>> {
         })
         .collect())
 }
+
+/// What a refresh of the subnet table is worth telling.
+#[derive(Debug)]
+pub(crate) enum SubnetNews {
+    /// The interfaces cannot be listed (first failure since the last success).
+    Failed(std::io::Error),
+    /// They can be listed again.
+    Recovered,
+}
+
+/// Keeps the directly connected subnets current. A failed listing keeps
+/// the last good table (refusing every client would be worse) and is news
+/// once, until a listing works again.
+#[derive(Debug, Default)]
+pub(crate) struct SubnetWatch {
+    failing: bool,
+}
+
+impl SubnetWatch {
+    /// Applies one listing to `table`; returns what to tell, if anything.
+    pub(crate) fn update(
+        &mut self,
+        listing: std::io::Result<Vec<ipnet::IpNet>>,
+        table: &arc_swap::ArcSwap<Vec<ipnet::IpNet>>,
+    ) -> Option<SubnetNews> {
+        match listing {
+            Ok(subnets) => {
+                table.store(std::sync::Arc::new(subnets));
+                std::mem::take(&mut self.failing).then_some(SubnetNews::Recovered)
+            }
+            Err(e) if !self.failing => {
+                self.failing = true;
+                Some(SubnetNews::Failed(e))
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_listing_keeps_the_last_table_and_is_told_once() {
+        let net = |s: &str| vec![s.parse::<ipnet::IpNet>().unwrap()];
+        let table = arc_swap::ArcSwap::from_pointee(Vec::new());
+        let mut watch = SubnetWatch::default();
+        assert!(watch.update(Ok(net("192.0.2.0/24")), &table).is_none());
+        let failure = || Err(std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+        assert!(matches!(
+            watch.update(failure(), &table),
+            Some(SubnetNews::Failed(_))
+        ));
+        assert!(watch.update(failure(), &table).is_none(), "told once");
+        assert_eq!(
+            **table.load(),
+            net("192.0.2.0/24"),
+            "the last good table stays"
+        );
+        assert!(matches!(
+            watch.update(Ok(net("198.51.100.0/24")), &table),
+            Some(SubnetNews::Recovered)
+        ));
+        assert_eq!(**table.load(), net("198.51.100.0/24"));
+    }
+}

@@ -447,3 +447,20 @@ fn the_default_pidfile_is_the_units_as_root_and_private_otherwise() {
         "{unit}"
     );
 }
+
+#[test]
+fn reload_without_a_confirmed_result_fails() {
+    let (daemon, _) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    let pidfile = daemon.pidfile();
+    daemon.signal(Signal::SIGSTOP);
+    let (code, _, err) = output_within(&[
+        "reload",
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+        "--timeout",
+        "1s",
+    ]);
+    daemon.signal(Signal::SIGCONT);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("reported no result within 1s"), "{err}");
+}
