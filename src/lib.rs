@@ -64,8 +64,11 @@ pub fn check(source: &ConfigSource) -> Result<String, Error> {
 /// the new `config` asks for can be bound. Those the running instance
 /// holds (`held`, or covered by a wildcard it holds) are its to hand over;
 /// any other must be free now. A failure names the port and its holder.
-pub fn check_ports(config: &Config, held: &[std::net::SocketAddr]) -> Result<(), Error> {
-    let source = ConfigSource::default();
+pub fn check_ports(
+    source: &ConfigSource,
+    config: &Config,
+    held: &[std::net::SocketAddr],
+) -> Result<(), Error> {
     for &ip in &config.bind {
         let addr = std::net::SocketAddr::new(ip, config.port);
         let covered = held.iter().any(|h| {
@@ -78,7 +81,7 @@ pub fn check_ports(config: &Config, held: &[std::net::SocketAddr]) -> Result<(),
         }
         if let Err(e) = net::bind_udp(addr) {
             let fix = supervision::BindFailure::of(&e);
-            return Err(fix.into_error(addr, 1, &source));
+            return Err(fix.into_error(addr, 1, source));
         }
     }
     Ok(())

@@ -371,7 +371,7 @@ fn restart(args: RestartArgs) -> Result<(), Error> {
     let config = source.load()?;
     let pidfile = instance(&args.start.instance)?;
     if let Ok(StatusReport::Running(running)) = daemon::status(&pidfile) {
-        discoveryd::check_ports(&config, &running.addrs)?;
+        discoveryd::check_ports(&source, &config, &running.addrs)?;
     }
     stop(&args.start.instance, args.timeout.get())?;
     start(args.start)
