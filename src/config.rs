@@ -496,40 +496,54 @@ pub(crate) fn beside_pidfile(pidfile: &Path, ext: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Files that would be one another: the log file on the pidfile, its
-/// control socket or the config file, or the pidfile on the config file.
+/// Files that would be one another: the pidfile, its control socket and
+/// the log file among themselves, or any of them and the config file.
+/// Paths are compared as the kernel resolves them (`..`, symlinks), not
+/// as text.
 fn path_collisions(c: &Config, config_file: Option<&Path>) -> Vec<(String, String)> {
-    let same = |a: &Path, b: &Path| {
-        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
-        abs(a) == abs(b)
-    };
     let pidfile = c.pidfile();
     let socket = beside_pidfile(&pidfile, "sock");
-    let mut out = Vec::new();
-    if let Some(log) = &c.log_file {
-        for (what, path) in [("the pidfile", &pidfile), ("the control socket", &socket)] {
-            if same(log, path) {
-                out.push((
-                    "log_file".to_owned(),
-                    format!("{} is also {what}; choose another log file", log.display()),
-                ));
-            }
-        }
-    }
+    let log = c.log_file();
+    let (pidfile, socket, log) = (pidfile.as_path(), socket.as_path(), log.as_path());
+    let mut pairs = vec![
+        ("log_file", log, "the pidfile", pidfile),
+        ("log_file", log, "the control socket", socket),
+    ];
     if let Some(config_file) = config_file {
-        for (key, path) in [("pidfile", &pidfile), ("log_file", &c.log_file())] {
-            if same(config_file, path) {
-                out.push((
-                    key.to_owned(),
-                    format!(
-                        "{} is the config file itself; choose another path",
-                        path.display()
-                    ),
-                ));
-            }
-        }
+        pairs.extend([
+            ("pidfile", pidfile, "the config file", config_file),
+            (
+                "pidfile",
+                socket,
+                "the config file (as the control socket)",
+                config_file,
+            ),
+            ("log_file", log, "the config file", config_file),
+        ]);
     }
-    out
+    pairs
+        .into_iter()
+        .filter(|(_, a, _, b)| resolved(a) == resolved(b))
+        .map(|(key, path, what, _)| {
+            (
+                key.to_owned(),
+                format!("{} is also {what}; choose another path", path.display()),
+            )
+        })
+        .collect()
+}
+
+/// `path` as the kernel resolves it: the longest existing part
+/// canonicalized (symlinks and `..` resolved), the rest appended.
+fn resolved(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    if let Ok(real) = path.canonicalize() {
+        return real;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => resolved(dir).join(name),
+        _ => path,
+    }
 }
 
 /// Checks what types alone cannot; returns `(key, reason)` pairs.
@@ -996,10 +1010,20 @@ fn figment_errors(error: figment::Error) -> Vec<ConfigError> {
                 }
                 kind => kind.to_string(),
             };
-            let key = if e.path.is_empty() {
+            // A list's item is reported under the list's key.
+            let mut path = e.path.clone();
+            let item = path
+                .last()
+                .and_then(|p| p.parse::<usize>().ok())
+                .inspect(|_| drop(path.pop()));
+            let reason = match item {
+                Some(i) => format!("item {i}: {reason}"),
+                None => reason,
+            };
+            let key = if path.is_empty() {
                 "(top level)".to_owned()
             } else {
-                e.path.join(".")
+                path.join(".")
             };
             ConfigError::Key {
                 origin: describe_metadata(e.metadata.as_ref(), &key),

@@ -27,7 +27,8 @@ pub enum Error {
     Config(#[from] ConfigErrors),
     /// The port stayed busy through every retry.
     #[error(
-        "port {port}/udp on {ip} is in use by {holder} (tried {tries} times); stop it, or set another port with --port or `port` in {fix}",
+        "port {port}/udp on {ip} is in use by {holder} (tried {}); stop it, or set another port with --port or `port` in {fix}",
+        if *tries == 1 { "once".to_owned() } else { format!("{tries} times") },
         port = addr.port(),
         ip = addr.ip(),
         holder = holder.as_ref().map_or_else(|| "another process".to_owned(), ToString::to_string),
@@ -95,6 +96,9 @@ pub enum Error {
     /// no client could be told on-link from off-link.
     #[error("cannot list this host's network interfaces ({0}); `security.on_link_only` needs them. Under systemd, RestrictAddressFamilies= must allow AF_NETLINK (see config/discoveryd.service); or set on_link_only = false")]
     Interfaces(std::io::Error),
+    /// The daemon `start` launched did not get ready in time, and was stopped.
+    #[error("{0}")]
+    NotReady(String),
     /// Nothing answered (a benchmark whose every request was lost).
     #[error("{0}")]
     NoReply(String),
@@ -113,9 +117,11 @@ impl Error {
             Error::AlreadyRunning { .. } => EXIT_PORT,
             Error::Setup(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Daemon { code, .. } => *code,
-            Error::Refused(_) | Error::Interfaces(_) | Error::NoReply(_) | Error::Internal(_) => {
-                EXIT_INTERNAL
-            }
+            Error::Refused(_)
+            | Error::Interfaces(_)
+            | Error::NotReady(_)
+            | Error::NoReply(_)
+            | Error::Internal(_) => EXIT_INTERNAL,
         }
     }
 }

@@ -127,6 +127,14 @@ struct StartArgs {
     /// Where the daemon writes its output (default: beside the pidfile).
     #[arg(long, value_name = "PATH")]
     log_file: Option<PathBuf>,
+    /// How long to wait for the daemon to listen; past it, it is stopped.
+    #[arg(
+        long,
+        value_name = "D",
+        default_value = "90s",
+        allow_hyphen_values = true
+    )]
+    wait: HumanDuration,
 }
 
 #[derive(Debug, Args)]
@@ -301,23 +309,36 @@ fn instance_source(args: &InstanceArgs, log_file: Option<PathBuf>) -> ConfigSour
 }
 
 /// The instance a command acts on. Its pidfile is found even when the
-/// config file has become invalid, or names a pidfile other than the one
-/// the running instance started with: a running daemon stays reachable.
+/// config file has become invalid or unreadable, or names a pidfile other
+/// than the one the running instance started with: a running daemon
+/// stays reachable.
 fn instance(args: &InstanceArgs) -> Result<PathBuf, Error> {
-    let named = instance_source(args, None).pidfile()?;
-    if args.pidfile.is_some() {
-        return Ok(named);
+    if let Some(pidfile) = &args.pidfile {
+        return Ok(pidfile.clone());
     }
-    let Located {
+    let config = args.config.config.as_deref();
+    let named = instance_source(args, None).pidfile();
+    let Some(Located {
         pidfile,
         configured,
-    } = daemon::locate(named, args.config.config.as_deref());
-    if let Some(configured) = configured {
-        err_line(format_args!(
+    }) = daemon::locate(named.as_ref().ok().cloned(), config)
+    else {
+        return Err(named
+            .map_err(Error::from)
+            .err()
+            .unwrap_or_else(|| Error::Internal("no pidfile, and no error saying why".into())));
+    };
+    match (&named, configured) {
+        (Err(e), _) => err_line(format_args!(
+            "discoveryd: note: the config cannot be read ({e}); the instance running it holds {}",
+            pidfile.display()
+        )),
+        (Ok(_), Some(configured)) => err_line(format_args!(
             "discoveryd: note: the config names the pidfile {}, but the instance running it holds {}; a new pidfile applies at its next start",
             configured.display(),
             pidfile.display()
-        ));
+        )),
+        (Ok(_), None) => {}
     }
     Ok(pidfile)
 }
@@ -358,27 +379,37 @@ fn start(args: StartArgs) -> Result<(), Error> {
     warn_ignored_env();
     let source = instance_source(&args.instance, args.log_file);
     let config = source.load()?;
-    let pid = daemon::start(source, &config)?;
+    let pid = daemon::start(source, &config, args.wait.get())?;
     say!("started with pid {pid}");
     Ok(())
 }
 
 /// Validates everything the new instance needs before the old one stops:
-/// a bad config or a busy new port leaves the running instance alone.
+/// a bad config, a busy new port or an unusable file leaves the running
+/// instance alone.
 fn restart(args: RestartArgs) -> Result<(), Error> {
     let source = instance_source(&args.start.instance, args.start.log_file.clone());
     discoveryd::check(&source)?;
     let config = source.load()?;
     let pidfile = instance(&args.start.instance)?;
+    daemon::preflight(&config, &pidfile)?;
     if let Ok(StatusReport::Running(running)) = daemon::status(&pidfile) {
         discoveryd::check_ports(&source, &config, &running.addrs)?;
     }
-    stop(&args.start.instance, args.timeout.get())?;
+    report_stop(
+        daemon::stop(&pidfile, args.timeout.get())?,
+        args.timeout.get(),
+    );
     start(args.start)
 }
 
 fn stop(args: &InstanceArgs, timeout: Duration) -> Result<(), Error> {
-    match daemon::stop(&instance(args)?, timeout)? {
+    report_stop(daemon::stop(&instance(args)?, timeout)?, timeout);
+    Ok(())
+}
+
+fn report_stop(stopped: Stopped, timeout: Duration) {
+    match stopped {
         Stopped::NotRunning => say!("discoveryd is not running"),
         Stopped::Stale { pid } => {
             let pid = pid.map_or_else(|| "?".into(), |p| p.to_string());
@@ -390,25 +421,25 @@ fn stop(args: &InstanceArgs, timeout: Duration) -> Result<(), Error> {
             humantime::format_duration(timeout)
         ),
     }
-    Ok(())
 }
 
 /// LSB status codes, exactly: 0 running, 1 dead with a pidfile left,
 /// 3 not running, 4 unknown. `--json` prints a document in every case.
 fn status(args: &StatusArgs) -> ExitCode {
+    let unknown = |pidfile: Option<&std::path::Path>, error: &Error| {
+        if args.json {
+            say!("{}", report_json(pidfile, None, Some(&error.to_string())));
+        }
+        fail(error);
+        ExitCode::from(4)
+    };
     let pidfile = match instance(&args.instance) {
         Ok(pidfile) => pidfile,
-        Err(error) => return fail(&error),
+        Err(error) => return unknown(None, &error),
     };
     let report = match daemon::status(&pidfile) {
         Ok(report) => report,
-        Err(error) => {
-            if args.json {
-                say!("{}", report_json(&pidfile, None, Some(&error.to_string())));
-            }
-            fail(&error);
-            return ExitCode::from(4);
-        }
+        Err(error) => return unknown(Some(&pidfile), &error),
     };
     let code = match &report {
         StatusReport::Running(_) => 0,
@@ -417,7 +448,7 @@ fn status(args: &StatusArgs) -> ExitCode {
         StatusReport::Unreachable { .. } => 4,
     };
     if args.json {
-        say!("{}", report_json(&pidfile, Some(&report), None));
+        say!("{}", report_json(Some(&pidfile), Some(&report), None));
         return ExitCode::from(code);
     }
     match report {
@@ -427,17 +458,17 @@ fn status(args: &StatusArgs) -> ExitCode {
             pidfile.display()
         ),
         StatusReport::NotRunning { stale: None } => say!("discoveryd is not running"),
-        StatusReport::Unreachable { pid, error } => say!(
-            "discoveryd is running (pid {pid}) but its control socket does not answer: {error}"
-        ),
+        StatusReport::Unreachable { pid, error } => {
+            say!("discoveryd status unknown: pid {pid} holds the pidfile, but {error}")
+        }
     }
     ExitCode::from(code)
 }
 
 /// The `status --json` document: the running instance's own, or what is
-/// known of one that is not running.
+/// known of one that is not running (`"running": null` when unknown).
 fn report_json(
-    pidfile: &std::path::Path,
+    pidfile: Option<&std::path::Path>,
     report: Option<&StatusReport>,
     error: Option<&str>,
 ) -> String {
@@ -446,12 +477,12 @@ fn report_json(
         _ => serde_json::json!({ "pidfile": pidfile }),
     };
     let (running, stale, pid, error) = match report {
-        Some(StatusReport::Running(status)) => (true, None, Some(status.pid), None),
-        Some(StatusReport::NotRunning { stale }) => (false, *stale, None, None),
+        Some(StatusReport::Running(status)) => (Some(true), None, Some(status.pid), None),
+        Some(StatusReport::NotRunning { stale }) => (Some(false), *stale, None, None),
         Some(StatusReport::Unreachable { pid, error }) => {
-            (true, None, Some(*pid), Some(error.as_str()))
+            (None, None, Some(*pid), Some(error.as_str()))
         }
-        None => (false, None, None, error),
+        None => (None, None, None, error),
     };
     if let Some(map) = doc.as_object_mut() {
         map.insert("running".into(), running.into());
@@ -531,10 +562,18 @@ fn discover(args: DiscoverArgs) -> ExitCode {
             "discoveryd: no IPv4 interface can broadcast; ask a host with --target HOST[:PORT]"
         ));
     }
-    if args.json {
-        say!("{}", found.to_json());
+    let written = if args.json {
+        out(format_args!("{}\n", found.to_json()))
     } else {
-        drop(out(format_args!("{}", found.table())));
+        out(format_args!("{}", found.table()))
+    };
+    if let Err(e) = written {
+        err_line(format_args!(
+            "discoveryd: error: cannot write the result to stdout: {e}"
+        ));
+        return ExitCode::from(discoveryd::EXIT_INTERNAL);
+    }
+    if !args.json {
         if args.verbose {
             for m in &found.malformed {
                 err_line(format_args!(
@@ -595,6 +634,12 @@ fn bench(args: BenchArgs) -> Result<(), Error> {
     };
     let report = discoveryd::bench(&options)
         .map_err(|e| Error::Setup(format!("cannot load {target}: {e}")))?;
+    if report.sent == 0 {
+        return Err(Error::Usage(format!(
+            "--duration {}: too short to send a single request; give a longer one",
+            args.duration
+        )));
+    }
     print_report(&report, args.json);
     if report.replies == 0 {
         return Err(Error::NoReply(format!(

@@ -94,6 +94,7 @@ pub struct Security {
     /// would turn us against.
     pub refused_source_ports: Vec<u16>,
     /// A reply may be at most this many times the request's size.
+    #[serde(deserialize_with = "de_number")]
     pub max_amplification: f64,
     /// If not empty, only sources in these networks are answered.
     pub allow: Vec<IpNet>,
@@ -135,10 +136,13 @@ impl Default for Security {
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimit {
     /// Replies per second to one source address (IPv6: one /64).
+    #[serde(deserialize_with = "de_number")]
     pub per_source: f64,
     /// Replies one source may get at once.
+    #[serde(deserialize_with = "de_number")]
     pub burst: f64,
     /// Replies per second in all, across every source not exempt.
+    #[serde(deserialize_with = "de_number")]
     pub global: f64,
     /// Sources tracked at most, in two generations: a source not seen for a
     /// whole generation is forgotten (an approximation of LRU).
@@ -154,6 +158,35 @@ impl Default for RateLimit {
             sources: 65_536,
         }
     }
+}
+
+/// A number as users write it: TOML's integers and floats, and text such
+/// as `1e3` (environment variables reach us as text).
+fn de_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = f64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a number, such as 3.0 or 1e3")
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<f64, E> {
+            v.trim().parse().map_err(|_| {
+                E::custom(format!(
+                    "`{v}` is not a number; write one such as 3.0 or 1e3"
+                ))
+            })
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 impl Security {

@@ -21,8 +21,12 @@ pub struct Status {
     pub config: Option<PathBuf>,
     /// The pidfile.
     pub pidfile: PathBuf,
-    /// The addresses answering now.
+    /// The addresses answering now (none while the first bind is still
+    /// being retried).
     pub addrs: Vec<SocketAddr>,
+    /// True once the service answers; false while it is still binding.
+    #[serde(default)]
+    pub ready: bool,
     /// Datagram and supervision counters.
     pub counters: Counts,
     /// Reloads so far and the last one's result.
@@ -88,7 +92,14 @@ impl fmt::Display for Status {
             self.version, self.pid
         )?;
         writeln!(f, "  uptime:      {}", ago(self.uptime_ms))?;
-        writeln!(f, "  listening:   {}", addrs.join(", "))?;
+        if self.ready {
+            writeln!(f, "  listening:   {}", addrs.join(", "))?;
+        } else {
+            writeln!(
+                f,
+                "  listening:   not yet: still binding (a busy port being retried? see the log)"
+            )?;
+        }
         let config = self
             .config
             .as_ref()

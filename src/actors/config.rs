@@ -92,6 +92,13 @@ impl ConfigActor {
     }
 
     fn reload(&mut self, trigger: &'static str) {
+        // The file may now be reached another way (a re-created directory,
+        // a swapped symlink): watch what is there now.
+        if let Some(watch) = &mut self.watch {
+            for dir in watch.refresh() {
+                debug!(dir = %dir.display(), "cannot watch (yet); watching the directories above for it");
+            }
+        }
         let config = match self.source.reload() {
             Ok(config) => config,
             Err(errors) => return self.reject(trigger, errors),
@@ -163,13 +170,6 @@ impl Handler<FileTouched> for ConfigActor {
         }
         self.debounce = Some(ctx.run_later(DEBOUNCE, |actor, _| {
             actor.debounce = None;
-            // The file may now be reached another way (a re-created
-            // directory, a swapped symlink): watch what is there now.
-            if let Some(watch) = &mut actor.watch {
-                for dir in watch.refresh() {
-                    debug!(dir = %dir.display(), "cannot watch (yet); watching its parent for it");
-                }
-            }
             actor.reload("file change");
         }));
     }

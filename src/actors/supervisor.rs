@@ -257,8 +257,13 @@ impl SupervisorActor {
             addrs: self
                 .active
                 .as_ref()
-                .map(|a| a.plan.addrs.clone())
+                .map(|a| a.sockets.addrs.clone())
                 .unwrap_or_default(),
+            ready: self.announced
+                && self
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| !a.sockets.addrs.is_empty()),
             counters: Counts {
                 answered: load(&c.answered),
                 ignored: load(&c.ignored),
@@ -755,7 +760,8 @@ impl Handler<StatusQuery> for SupervisorActor {
     }
 }
 
-/// SIGUSR1: write a status snapshot to the log.
+/// SIGUSR1: write a status snapshot to the log, whatever the log level
+/// (it was asked for).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct LogStatus;
@@ -765,7 +771,8 @@ impl Handler<LogStatus> for SupervisorActor {
 
     fn handle(&mut self, _: LogStatus, _: &mut Context<Self>) {
         let status = serde_json::to_string(&self.status()).unwrap_or_default();
-        info!(%status, "status snapshot");
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+        console::error_line(format_args!("{now} status snapshot (SIGUSR1): {status}"));
     }
 }
 

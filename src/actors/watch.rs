@@ -2,9 +2,10 @@
 //! file itself misses editors' save-by-rename, so its directory is
 //! watched; and that misses two more:
 //!
-//! - the directory removed and created again (a volume remounted, a
-//!   provisioning tool re-creating `/etc/discoveryd`): the directory's
-//!   parent is watched for its name, and the watches are rebuilt;
+//! - the directory (or one above it) removed and created again (a volume
+//!   remounted, a provisioning tool re-creating `/etc/discoveryd`): every
+//!   directory above is watched for the name on the way down, and the
+//!   watches are rebuilt;
 //! - a symlink chain swapped underneath, as a Kubernetes ConfigMap does
 //!   (`discoveryd.toml -> ..data/discoveryd.toml`, with `..data` renamed
 //!   over to a new directory): every hop of the chain is watched.
@@ -25,7 +26,8 @@ const MAX_HOPS: usize = 8;
 pub(crate) type Points = BTreeMap<PathBuf, BTreeSet<OsString>>;
 
 /// What to watch for `path` (absolute): for each hop of its symlink chain,
-/// the hop's name in its directory, and the directory's name in its parent.
+/// the hop's name in its directory, and each directory's name in its
+/// parent, up to `/`.
 pub(crate) fn points(path: &Path) -> Points {
     let mut points = Points::new();
     let mut hop = path.to_owned();
@@ -35,11 +37,13 @@ pub(crate) fn points(path: &Path) -> Points {
         };
         let dir = dir.to_owned();
         points.entry(dir.clone()).or_default().insert(name.into());
-        if let Some((parent, dir_name)) = dir.parent().zip(dir.file_name()) {
-            points
-                .entry(parent.to_owned())
-                .or_default()
-                .insert(dir_name.into());
+        for above in dir.ancestors() {
+            if let Some((parent, name)) = above.parent().zip(above.file_name()) {
+                points
+                    .entry(parent.to_owned())
+                    .or_default()
+                    .insert(name.into());
+            }
         }
         match std::fs::read_link(&hop) {
             // A relative target is relative to the link's directory;
@@ -135,6 +139,7 @@ mod tests {
         let p = points(Path::new("/etc/discoveryd/discoveryd.toml"));
         assert_eq!(names(&p, Path::new("/etc/discoveryd")), ["discoveryd.toml"]);
         assert_eq!(names(&p, Path::new("/etc")), ["discoveryd"]);
+        assert_eq!(names(&p, Path::new("/")), ["etc"]);
         assert!(concerns(&p, Path::new("/etc/discoveryd/discoveryd.toml")));
         assert!(concerns(&p, Path::new("/etc/discoveryd")));
         assert!(!concerns(&p, Path::new("/etc/discoveryd/other.toml")));

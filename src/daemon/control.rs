@@ -27,10 +27,7 @@ impl ControlSocket {
     /// Binds the socket, replacing a stale file. Call it only while holding
     /// the pidfile, which makes any file there stale.
     pub fn bind(path: &Path) -> io::Result<Self> {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        super::files::remove_socket(path)?;
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;

@@ -3,14 +3,20 @@
 //! and a symlink or hard link planted in their directory would otherwise
 //! make root truncate or append to any file on the system.
 //!
-//! The rules: never follow a symlink, write only regular files with one
-//! link that we own, and only in a directory owned by us or root that no
-//! other user can replace files in (not writable by all, or sticky).
+//! The rules: never follow a symlink to the file, write only regular files
+//! with one link that we own, and reach them only through directories
+//! (every one from `/` down, symlinks followed as the kernel would) owned
+//! by us or root that no other user can replace entries in (not writable
+//! by all, or sticky).
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
-use std::path::Path;
+use std::os::unix::fs::{
+    DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _,
+};
+use std::path::{Component, Path, PathBuf};
 
 use nix::unistd::geteuid;
 
@@ -52,26 +58,133 @@ pub(crate) fn open_owned(path: &Path, access: Access) -> io::Result<File> {
     Ok(file)
 }
 
-/// Refuses a directory in which another user could replace our files:
-/// one owned by someone else than us or root, or writable by every user
-/// without the sticky bit.
+/// Checks, creating nothing, that [`open_owned`] could open `path`: its
+/// directories (those that exist; missing ones would be ours) and, if it
+/// exists, the file itself.
+pub(crate) fn check_writable(path: &Path) -> io::Result<()> {
+    let path = std::path::absolute(path)?;
+    let existing = path
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.exists())
+        .unwrap_or(Path::new("/"));
+    check_dir(existing)?;
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Err(unsafe_file("is a symbolic link; refusing to follow it"))
+        }
+        Ok(meta) => check_owned(&meta),
+    }
+}
+
+/// Refuses a directory path through which another user could redirect
+/// or replace our files: every directory walked, from `/` down to `dir`
+/// and through each symlink on the way, must be owned by us or root, and
+/// not writable by every user unless it is sticky.
 pub(crate) fn check_dir(dir: &Path) -> io::Result<()> {
-    let meta = std::fs::metadata(dir)?;
+    let dir = std::path::absolute(dir)?;
+    let mut pending: VecDeque<OsString> = dir
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut here = PathBuf::from("/");
+    safe_dir(&here, &std::fs::metadata(&here)?)?;
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            here.pop();
+            continue;
+        }
+        let next = here.join(&name);
+        let meta = std::fs::symlink_metadata(&next)?;
+        if meta.file_type().is_symlink() {
+            // A link is as trustworthy as the directory it is in (`here`,
+            // checked): follow it, and check where it leads.
+            links += 1;
+            if links > 40 {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            let target = std::fs::read_link(&next)?;
+            if target.is_absolute() {
+                here = PathBuf::from("/");
+            }
+            for c in target.components().rev() {
+                match c {
+                    Component::Normal(n) => pending.push_front(n.to_owned()),
+                    Component::ParentDir => pending.push_front("..".into()),
+                    _ => {}
+                }
+            }
+        } else if meta.is_dir() {
+            safe_dir(&next, &meta)?;
+            here = next;
+        } else {
+            return Err(unsafe_file(&format!(
+                "is under {}, which is not a directory",
+                next.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn safe_dir(dir: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
     let me = geteuid().as_raw();
     if meta.uid() != me && meta.uid() != 0 {
         return Err(unsafe_file(&format!(
-            "is in {}, which belongs to uid {}: that user could replace it; use a directory of your own",
+            "is reached through {}, which belongs to uid {}: that user could replace it; use a directory of your own",
             dir.display(),
             meta.uid()
         )));
     }
     if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
         return Err(unsafe_file(&format!(
-            "is in {}, which every user can write and which is not sticky: anyone could replace it; use a directory only you can write",
+            "is reached through {}, which every user can write and which is not sticky: anyone could replace it; use a directory only you can write",
             dir.display()
         )));
     }
     Ok(())
+}
+
+/// The longest file that can be a pidfile (a pid and a newline).
+const PIDFILE_MAX: u64 = 32;
+
+/// True when `meta` and the first bytes of a file look like a pidfile:
+/// empty, or a decimal pid and a newline. Anything else is someone's file,
+/// never to be truncated or removed as a stale pidfile.
+pub(crate) fn looks_like_pidfile(meta: &std::fs::Metadata, head: &[u8]) -> bool {
+    meta.file_type().is_file()
+        && meta.len() <= PIDFILE_MAX
+        && std::str::from_utf8(head)
+            .is_ok_and(|t| t.trim().is_empty() || t.trim().parse::<u32>().is_ok())
+}
+
+/// Reads the head of a possible pidfile: at most [`PIDFILE_MAX`] bytes.
+pub(crate) fn pidfile_head(file: &mut File) -> io::Result<Vec<u8>> {
+    use std::io::{Read as _, Seek as _};
+    file.rewind()?;
+    let mut head = Vec::with_capacity(PIDFILE_MAX as usize);
+    file.take(PIDFILE_MAX).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Removes `path` if it is a socket (a control socket left behind);
+/// refuses to remove anything else that is there.
+pub(crate) fn remove_socket(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(unsafe_file(
+            "exists and is not a socket; refusing to replace it (remove it, or choose another pidfile)",
+        )),
+    }
 }
 
 /// Refuses anything but a regular file of ours with a single link (a
@@ -130,6 +243,35 @@ mod tests {
     }
 
     #[test]
+    fn only_a_pid_looks_like_a_pidfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |text: &[u8]| {
+            let path = dir.path().join("f");
+            std::fs::write(&path, text).unwrap();
+            let mut file = File::open(&path).unwrap();
+            let head = pidfile_head(&mut file).unwrap();
+            looks_like_pidfile(&file.metadata().unwrap(), &head)
+        };
+        assert!(check(b"") && check(b"4242\n") && check(b"4242"));
+        assert!(!check(b"important\n"));
+        assert!(!check(b"4242\nand more lines of someone's file\n"));
+        assert!(!check(&[b'1'; 40]));
+    }
+
+    #[test]
+    fn only_a_socket_is_removed_as_a_stale_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        std::fs::write(&path, "a config, say\n").unwrap();
+        assert!(remove_socket(&path).is_err());
+        assert!(path.exists());
+        std::fs::remove_file(&path).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        remove_socket(&path).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn a_directory_anyone_can_write_must_be_sticky() {
         let dir = tempfile::tempdir().unwrap();
         let open = dir.path().join("open");
@@ -137,6 +279,17 @@ mod tests {
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = open_owned(&open.join("d.pid"), Access::ReadWrite).unwrap_err();
         assert!(e.to_string().contains("every user can write"), "{e}");
+        // Also when the open directory is further up, or a symlink in it
+        // leads elsewhere.
+        std::fs::create_dir(open.join("sub")).unwrap();
+        let e = open_owned(&open.join("sub/d.pid"), Access::ReadWrite).unwrap_err();
+        assert!(e.to_string().contains("every user can write"), "{e}");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, open.join("link")).unwrap();
+        let e = open_owned(&open.join("link/d.pid"), Access::ReadWrite).unwrap_err();
+        assert!(e.to_string().contains("every user can write"), "{e}");
+        assert!(!elsewhere.join("d.pid").exists());
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
         open_owned(&open.join("d.pid"), Access::ReadWrite).unwrap();
     }

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, Write as _};
+use std::os::fd::{AsRawFd as _, RawFd};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::{umask, Mode};
@@ -64,6 +65,7 @@ pub(crate) fn detach(log: &File) -> io::Result<Forked> {
                 dup2_stdin(File::open("/dev/null")?)?;
                 dup2_stdout(log)?;
                 dup2_stderr(log)?;
+                close_inherited(&[ready.as_raw_fd(), log.as_raw_fd()])?;
                 io::Result::Ok(())
             })();
             if let Err(e) = daemon {
@@ -77,4 +79,23 @@ pub(crate) fn detach(log: &File) -> io::Result<Forked> {
             Ok(Forked::Daemon { ready })
         }
     }
+}
+
+/// Closes every descriptor the caller of `start` left open to us (beyond
+/// stdin, stdout and stderr) but `keep`: a daemon holding, say, the write
+/// end of the caller's pipe would make whoever reads it wait forever.
+fn close_inherited(keep: &[RawFd]) -> io::Result<()> {
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        // SAFETY: no object of this process owns `fd`: the daemon has only
+        // just been forked, and what this process opened itself is in
+        // `keep` or already closed (the directory read above, whose number
+        // is in the list: closing it again fails with EBADF, harmlessly,
+        // as nothing was opened in between). `close` takes no pointer.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ mod pidfile;
 mod process;
 
 use std::fs::File;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +50,31 @@ pub(crate) fn redirect_output(path: &Path) -> Result<(), Error> {
     redirect.map_err(|e| Error::Setup(format!("cannot log to {}: {e}", path.display())))
 }
 
+/// Checks, before `restart` stops anything, that a daemon for `config`
+/// could take its files: the pidfile (unless it is `running`, which the
+/// old instance gives back) and the log file, as `start` would open them.
+pub fn preflight(config: &Config, running: &Path) -> Result<(), Error> {
+    let pidfile = std::path::absolute(config.pidfile())?;
+    if pidfile != std::path::absolute(running)? {
+        if let Probe::Running { pid } = probe_at(&pidfile)? {
+            return Err(Error::AlreadyRunning { pid, pidfile });
+        }
+        files::check_writable(&pidfile).map_err(|e| {
+            Error::Setup(format!(
+                "cannot use the pidfile {}: {e}; set another path with --pidfile or `pidfile` in the config",
+                pidfile.display()
+            ))
+        })?;
+    }
+    let log = std::path::absolute(config.log_file())?;
+    files::check_writable(&log).map_err(|e| {
+        Error::Setup(format!(
+            "cannot open the log file {}: {e}; set another with --log-file or `log_file`",
+            log.display()
+        ))
+    })
+}
+
 /// Looks at the pidfile, with an error that names it.
 fn probe_at(pidfile: &Path) -> Result<Probe, Error> {
     probe(pidfile).map_err(|e| {
@@ -67,25 +92,29 @@ pub struct Located {
     pub pidfile: PathBuf,
     /// The pidfile the config names now, when the instance running this
     /// config holds another one (`pidfile` changed since it started:
-    /// that applies at its next start).
+    /// that applies at its next start); `None` also when the config
+    /// cannot be read.
     pub configured: Option<PathBuf>,
 }
 
-/// Finds the instance for `pidfile`, the one the configuration names. When
-/// nothing runs there but an instance of ours is running `config` under
-/// another pidfile (the config's `pidfile` was edited after it started),
-/// that one is found: a running daemon always stays reachable.
-pub fn locate(pidfile: PathBuf, config: Option<&Path>) -> Located {
-    let not_found = Located {
-        pidfile: pidfile.clone(),
+/// Finds the instance for `pidfile`, the one the configuration names (if
+/// the configuration could be read). When nothing runs there but an
+/// instance of ours is running `config` under another pidfile (the
+/// config's `pidfile` was edited after it started, or the config cannot be
+/// read any more), that one is found: a running daemon always stays
+/// reachable. `None` when there is neither.
+pub fn locate(pidfile: Option<PathBuf>, config: Option<&Path>) -> Option<Located> {
+    let named = pidfile.map(|pidfile| Located {
+        pidfile,
         configured: None,
-    };
-    let Some(config) = config.and_then(|c| std::path::absolute(c).ok()) else {
-        return not_found;
-    };
-    if matches!(probe(&pidfile), Ok(Probe::Running { .. })) {
-        return not_found;
+    });
+    let running = |p: &Path| matches!(probe(p), Ok(Probe::Running { .. }));
+    if named.as_ref().is_some_and(|n| running(&n.pidfile)) {
+        return named;
     }
+    let Some(config) = config.and_then(|c| std::path::absolute(c).ok()) else {
+        return named;
+    };
     let found = process::locked_files().into_iter().find(|(pid, path)| {
         may_signal(*pid).is_ok()
             && process::same_program(*pid)
@@ -94,11 +123,13 @@ pub fn locate(pidfile: PathBuf, config: Option<&Path>) -> Located {
             })
     });
     match found {
-        Some((_, running)) if running != pidfile => Located {
-            pidfile: running,
-            configured: Some(pidfile),
-        },
-        _ => not_found,
+        Some((_, running)) if named.as_ref().is_none_or(|n| n.pidfile != running) => {
+            Some(Located {
+                pidfile: running,
+                configured: named.map(|n| n.pidfile),
+            })
+        }
+        _ => named,
     }
 }
 
@@ -110,20 +141,61 @@ fn verified(pidfile: &Path) -> Result<Option<u32>, Error> {
     let Probe::Running { pid: written } = probe_at(pidfile)? else {
         return Ok(None);
     };
+    match vouch(pidfile, written) {
+        Ok(pid) => {
+            may_signal(pid)?;
+            Ok(Some(pid))
+        }
+        // It may have exited in the meantime (a `stop` racing us).
+        Err(_) if !matches!(probe_at(pidfile)?, Probe::Running { .. }) => Ok(None),
+        Err(why) => Err(Error::Refused(format!(
+            "the pidfile {} names pid {written}, but {why}; refusing to signal it (if no discoveryd runs, remove the pidfile)",
+            pidfile.display()
+        ))),
+    }
+}
+
+/// The pid of the discoveryd instance holding `pidfile` (which names
+/// `written`): the holder of its lock running our program, or the process
+/// answering on its control socket under that pid. Else, why not.
+fn vouch(pidfile: &Path, written: u32) -> Result<u32, String> {
     // The lock is the truth; the pid written in the file is only a claim.
     let holder = process::lock_holder(pidfile);
     let pid = holder.unwrap_or(written);
-    let vouched = (holder == Some(pid) && process::same_program(pid))
-        || query(&socket_path(pidfile)).is_ok_and(|s| s.pid == pid);
-    if !vouched || pid == 0 {
-        return Err(Error::Refused(format!(
-            "the pidfile {} names pid {written}, which neither holds its lock as discoveryd nor answers on {}; refusing to signal it (if no discoveryd runs, remove the pidfile)",
-            pidfile.display(),
-            socket_path(pidfile).display()
-        )));
+    if pid != 0 && holder == Some(pid) && process::same_program(pid) {
+        return Ok(pid);
     }
-    may_signal(pid)?;
-    Ok(Some(pid))
+    match query(&socket_path(pidfile)) {
+        Ok(status) if pid != 0 && status.pid == pid => Ok(pid),
+        Ok(status) => Err(format!(
+            "the instance answering on {} is pid {}",
+            socket_path(pidfile).display(),
+            status.pid
+        )),
+        Err(e) => Err(format!(
+            "{} does not hold its lock as discoveryd, and {}",
+            holder.map_or_else(
+                || format!("pid {written}"),
+                |h| format!("the lock holder, pid {h},")
+            ),
+            unanswered(&socket_path(pidfile), &e)
+        )),
+    }
+}
+
+/// Says why the control socket at `path` gave no status, for people.
+fn unanswered(path: &Path, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("{} did not answer in time", path.display())
+        }
+        std::io::ErrorKind::PermissionDenied => format!(
+            "{} cannot be asked by this user (permission denied): run this as the instance's user or root",
+            path.display()
+        ),
+        std::io::ErrorKind::NotFound => format!("{} does not exist", path.display()),
+        _ => format!("{} does not answer: {e}", path.display()),
+    }
 }
 
 /// Refuses to act on a process of another user (root may).
@@ -142,10 +214,15 @@ fn may_signal(pid: u32) -> Result<(), Error> {
 /// Starts the service in the background. Returns, in the calling process,
 /// the daemon's pid once it is listening, or its own error if it could not
 /// start. In the daemon, it never returns.
-pub fn start(mut source: ConfigSource, config: &Config) -> Result<u32, Error> {
+pub fn start(
+    mut source: ConfigSource,
+    config: &Config,
+    ready_within: Duration,
+) -> Result<u32, Error> {
     let pidfile = std::path::absolute(config.pidfile())?;
     let log_path = std::path::absolute(config.log_file())?;
-    let running = locate(pidfile.clone(), source.path.as_deref()).pidfile;
+    let running = locate(Some(pidfile.clone()), source.path.as_deref())
+        .map_or(pidfile.clone(), |l| l.pidfile);
     if let Probe::Running { pid } = probe_at(&running)? {
         return Err(Error::AlreadyRunning {
             pid,
@@ -165,29 +242,14 @@ pub fn start(mut source: ConfigSource, config: &Config) -> Result<u32, Error> {
     }
     let log = open_log(&log_path)?;
     match fork::detach(&log)? {
-        fork::Forked::Parent { mut ready, child } => {
+        fork::Forked::Parent { ready, child } => {
             let _ = waitpid(child, None);
-            let mut said = String::new();
-            let _ = ready.read_to_string(&mut said);
-            let (first, rest) = said.split_once('\n').unwrap_or((&said, ""));
-            let mut words = first.split_whitespace();
-            match (
-                words.next(),
-                words.next().and_then(|w| w.parse::<u32>().ok()),
-            ) {
-                (Some("READY"), Some(pid)) => Ok(pid),
-                (Some("ERROR"), Some(code)) => Err(Error::Daemon {
-                    code: u8::try_from(code).unwrap_or(crate::error::EXIT_INTERNAL),
-                    message: rest.trim().to_owned(),
-                }),
-                _ => Err(Error::Setup(format!(
-                    "the daemon exited before it was ready; see {}",
-                    log_path.display()
-                ))),
-            }
+            await_ready(ready, ready_within, &log_path)
         }
-        fork::Forked::Daemon { ready } => {
+        fork::Forked::Daemon { mut ready } => {
             drop(log);
+            // First its pid, so that `start` can stop it if it never gets ready.
+            let _ = writeln!(ready, "PID {}", std::process::id());
             let notifier = Arc::new(Notifier::from_env().with_start_pipe(ready));
             let result = source.load().map_err(Error::from).and_then(|config| {
                 let log = LogControl::install(&config);
@@ -210,6 +272,88 @@ pub fn start(mut source: ConfigSource, config: &Config) -> Result<u32, Error> {
                 }
             };
             std::process::exit(code.into())
+        }
+    }
+}
+
+/// Waits for the daemon's word on the readiness pipe: its pid, then
+/// `READY <pid>`, or `ERROR <code>` and its message. A daemon not ready
+/// within `within` (a busy port being retried, say) is stopped.
+fn await_ready(ready: File, within: Duration, log: &Path) -> Result<u32, Error> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd as _;
+    let deadline = Instant::now() + within;
+    let mut ready = ready;
+    let mut said = Vec::new();
+    let mut pid = None;
+    loop {
+        let text = String::from_utf8_lossy(&said).into_owned();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let (word, number) = (
+                words.next(),
+                words.next().and_then(|w| w.parse::<u32>().ok()),
+            );
+            match (word, number) {
+                (Some("PID"), Some(n)) => pid = Some(n),
+                (Some("READY"), Some(n)) => return Ok(n),
+                (Some("ERROR"), Some(code)) => {
+                    let message = text.split_once(line).map_or("", |(_, rest)| rest);
+                    return Err(Error::Daemon {
+                        code: u8::try_from(code).unwrap_or(crate::error::EXIT_INTERNAL),
+                        message: message.trim().to_owned(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let what = match pid {
+                Some(pid) => {
+                    let _ = signal(pid, Signal::SIGTERM);
+                    format!(
+                        "the daemon (pid {pid}) was not listening after {}, so it was stopped",
+                        humantime::format_duration(within)
+                    )
+                }
+                None => format!(
+                    "the daemon did not report within {}",
+                    humantime::format_duration(within)
+                ),
+            };
+            return Err(Error::NotReady(format!(
+                "{what}; see {} (a busy port being retried?), or give start a longer --timeout",
+                log.display()
+            )));
+        }
+        let wait =
+            PollTimeout::try_from(left.as_millis().min(1000) as u32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, wait) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::Setup(format!(
+                    "cannot read the daemon's readiness: {e}"
+                )))
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match ready.read(&mut chunk) {
+            Ok(0) => {
+                return Err(Error::Setup(format!(
+                    "the daemon exited before it was ready; see {}",
+                    log.display()
+                )))
+            }
+            Ok(n) => said.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Setup(format!(
+                    "cannot read the daemon's readiness: {e}"
+                )))
+            }
         }
     }
 }
@@ -288,10 +432,20 @@ pub fn status(pidfile: &Path) -> Result<StatusReport, Error> {
             stale: pid.or(Some(0)),
         },
         Probe::Running { pid } => match query(&socket_path(pidfile)) {
-            Ok(status) => StatusReport::Running(Box::new(status)),
+            Ok(status) if status.pid == pid => StatusReport::Running(Box::new(status)),
+            Ok(status) => StatusReport::Unreachable {
+                pid,
+                error: format!(
+                    "the pidfile names pid {pid}, but the instance answering is pid {}",
+                    status.pid
+                ),
+            },
             Err(e) => StatusReport::Unreachable {
                 pid,
-                error: e.to_string(),
+                error: match vouch(pidfile, pid) {
+                    Ok(_) => unanswered(&socket_path(pidfile), &e),
+                    Err(why) => format!("it is not a discoveryd instance: {why}"),
+                },
             },
         },
     })
@@ -325,6 +479,9 @@ pub fn reload(pidfile: &Path, wait: Duration) -> Result<Reloaded, Error> {
     let before = query_within(&socket, left()).map_or(0, |s| s.reloads.total());
     signal(pid, Signal::SIGHUP)?;
     while Instant::now() < deadline {
+        if !matches!(probe_at(pidfile)?, Probe::Running { .. }) {
+            return Ok(Reloaded::NotRunning);
+        }
         if let Ok(status) = query_within(&socket, left()) {
             if status.reloads.total() > before {
                 if let Some(last) = status.reloads.last {
@@ -359,10 +516,11 @@ fn gone(pidfile: &Path, within: Duration) -> Result<bool, Error> {
     }
 }
 
-/// Removes what a dead instance left: its pidfile and control socket.
+/// Removes what a dead instance left: its pidfile (a file `probe` found
+/// to be a stale pidfile) and its control socket (only if it is one).
 fn remove_files(pidfile: &Path) {
     let _ = std::fs::remove_file(pidfile);
-    let _ = std::fs::remove_file(socket_path(pidfile));
+    let _ = files::remove_socket(&socket_path(pidfile));
 }
 
 /// The pidfile and control socket a foreground or daemon run holds.

@@ -41,10 +41,12 @@ impl Notifier {
                 Some(name) => UnixAddr::from_abstract_name(name.as_bytes()).ok()?,
                 None => UnixAddr::from_pathname(&path).ok()?,
             };
-            Some(Systemd {
-                socket: UnixDatagram::unbound().ok()?,
-                addr,
-            })
+            // Non-blocking: a manager that stops reading (a full queue)
+            // must never stall the supervisor; a lost notification is the
+            // lesser harm, as with sd_notify.
+            let socket = UnixDatagram::unbound().ok()?;
+            socket.set_nonblocking(true).ok()?;
+            Some(Systemd { socket, addr })
         });
         let for_us = std::env::var("WATCHDOG_PID")
             .ok()

@@ -4,14 +4,14 @@
 //! holds no lock and is stale.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read as _, Seek as _, Write as _};
+use std::io::{self, Seek as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use super::files::{open_owned, Access};
+use super::files::{looks_like_pidfile, open_owned, pidfile_head, Access};
 
 /// What a pidfile says about its instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,11 @@ impl Pidfile {
             }
             Err((_, errno)) => return Err(io_err(errno.into())),
         };
-        let previous = read_pid(&mut lock);
+        let head = pidfile_head(&mut lock).map_err(io_err)?;
+        if !looks_like_pidfile(&lock.metadata().map_err(io_err)?, &head) {
+            return Err(io_err(not_a_pidfile()));
+        }
+        let previous = parse_pid(&head);
         lock.set_len(0).map_err(io_err)?;
         lock.rewind().map_err(io_err)?;
         writeln!(lock, "{}", std::process::id()).map_err(io_err)?;
@@ -124,11 +128,10 @@ pub fn probe(path: &Path) -> io::Result<Probe> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Probe::Absent),
         Err(e) => return Err(e),
     };
-    if !file.metadata()?.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file, so not a pidfile",
-        ));
+    let mut file = file;
+    let head = pidfile_head(&mut file)?;
+    if !looks_like_pidfile(&file.metadata()?, &head) {
+        return Err(not_a_pidfile());
     }
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         Ok(mut unlocked) => Ok(Probe::Stale {
@@ -142,10 +145,18 @@ pub fn probe(path: &Path) -> io::Result<Probe> {
 }
 
 fn read_pid(file: &mut File) -> Option<u32> {
-    let mut text = String::new();
-    file.rewind().ok()?;
-    file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    parse_pid(&pidfile_head(file).ok()?)
+}
+
+fn parse_pid(head: &[u8]) -> Option<u32> {
+    std::str::from_utf8(head).ok()?.trim().parse().ok()
+}
+
+fn not_a_pidfile() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "it is not a pidfile (it holds something else than a pid); leaving it alone",
+    )
 }
 
 #[cfg(test)]
