@@ -186,7 +186,14 @@ fn check_prints_the_effective_config_or_names_the_file_and_key() {
 
 #[test]
 fn environment_variables_for_config_keys_are_checked_too() {
-    let cases: [(&str, &OsStr, &str); 5] = [
+    let cases: [(&str, &OsStr, &str); 7] = [
+        (
+            "DISCOVERYD_SECURITY__ALLOW",
+            OsStr::new("[\"10.0.0.0/33\"]"),
+            "environment variable DISCOVERYD_SECURITY__ALLOW: key `security.allow`: item 0:",
+        ),
+        // Numbers arrive as text, exponents included.
+        ("DISCOVERYD_SECURITY__RATE_LIMIT__GLOBAL", OsStr::new("1e5"), ""),
         (
             "DISCOVERYD_MESSAGE",
             OsStr::from_bytes(b"DISCOVER_\xff"),
@@ -216,8 +223,8 @@ fn environment_variables_for_config_keys_are_checked_too() {
     for (name, value, expected) in cases {
         let (code, _, err) = output_with_env(&["check"], &[(name, value)]);
         if expected.is_empty() {
-            // Not a key of ours (it lives under [security]): someone
-            // else's variable, ignored.
+            // Valid, or not a key of ours (MAX_AMPLIFICATION lives under
+            // [security]): someone else's variable, ignored.
             assert_eq!(code, 0, "{name}: {err}");
         } else {
             assert_eq!(code, 2, "{name}: {err}");

@@ -9,6 +9,7 @@ mod daemon;
 mod discover;
 mod faults;
 mod fuzz_corpus;
+mod hostile;
 mod lifecycle;
 mod operators;
 mod plugins;

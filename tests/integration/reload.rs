@@ -317,15 +317,19 @@ fn a_reload_to_an_address_not_on_this_host_blames_bind() {
 
 #[test]
 fn edits_after_the_directory_is_removed_and_created_again_are_seen() {
+    // Two levels: the directory above the config's goes too.
     let top = tempfile::tempdir().unwrap();
-    let dir = top.path().join("conf");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = top.path().join("conf/sub");
+    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("discoveryd.toml");
     std::fs::write(&path, "").unwrap();
     let mut daemon = Daemon::spawn(&["run", "--port", "0", "--config", path.to_str().unwrap()]);
     let port = daemon.listening_port();
-    std::fs::remove_dir_all(&dir).unwrap();
-    std::fs::create_dir(&dir).unwrap();
+    std::fs::remove_dir_all(top.path().join("conf")).unwrap();
+    // Once the daemon has seen the file go (and lost its watches there),
+    // the directories come back.
+    daemon.expect_stderr("config rejected");
+    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(&path, "message = \"AFTER_MKDIR\"").unwrap();
     Client::new().ask_until(port, b"AFTER_MKDIR", "SERVER_IP:127.0.0.1");
     // And the new directory keeps being watched.
