@@ -141,6 +141,13 @@ struct StartArgs {
 struct StopArgs {
     #[command(flatten)]
     instance: InstanceArgs,
+    #[command(flatten)]
+    kill: KillAfter,
+}
+
+/// How `stop` (and `restart`) escalate.
+#[derive(Debug, Args)]
+struct KillAfter {
     /// How long to wait after SIGTERM before SIGKILL.
     #[arg(
         long,
@@ -169,14 +176,8 @@ struct ReloadArgs {
 struct RestartArgs {
     #[command(flatten)]
     start: StartArgs,
-    /// How long to wait after SIGTERM before SIGKILL.
-    #[arg(
-        long,
-        value_name = "D",
-        default_value = "5s",
-        allow_hyphen_values = true
-    )]
-    timeout: HumanDuration,
+    #[command(flatten)]
+    kill: KillAfter,
 }
 
 #[derive(Debug, Args)]
@@ -224,7 +225,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Discover(args) => return discover(args),
         Command::Start(args) => start(args),
-        Command::Stop(args) => stop(&args.instance, args.timeout.get()),
+        Command::Stop(args) => stop(&args.instance, args.kill.timeout.get()),
         Command::Restart(args) => restart(args),
         Command::Status(args) => return status(&args),
         Command::Reload(args) => return reload(&args),
@@ -396,10 +397,8 @@ fn restart(args: RestartArgs) -> Result<(), Error> {
     if let Ok(StatusReport::Running(running)) = daemon::status(&pidfile) {
         discoveryd::check_ports(&source, &config, &running.addrs)?;
     }
-    report_stop(
-        daemon::stop(&pidfile, args.timeout.get())?,
-        args.timeout.get(),
-    );
+    let timeout = args.kill.timeout.get();
+    report_stop(daemon::stop(&pidfile, timeout)?, timeout);
     start(args.start)
 }
 
