@@ -35,7 +35,8 @@ pub use client::{
     DiscoverOptions, Discovery, Malformed, Server,
 };
 pub use config::{
-    Config, ConfigError, ConfigErrors, ConfigSource, LogLevel, Overrides, ResponderConfig,
+    Config, ConfigError, ConfigErrors, ConfigOrigin, ConfigSource, LogLevel, Overrides,
+    ResponderConfig,
 };
 pub use duration::HumanDuration;
 pub use error::{Error, EXIT_GAVE_UP, EXIT_INTERNAL, EXIT_OK, EXIT_PORT, EXIT_USAGE};

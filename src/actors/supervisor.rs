@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::actors::{
     signals, ConfigActor, Leave, ListenerActor, Plan, Signals, Sockets, StopListener, TimerActor,
 };
-use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource, START_ONLY_KEYS};
+use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource};
 use crate::console;
 use crate::daemon::Notifier;
 use crate::error::Error;
@@ -493,11 +493,7 @@ impl SupervisorActor {
         self.log.apply(&config);
         self.restarts
             .set_strategy(config.supervision.restart_on_failure.clone());
-        for key in diff
-            .changed
-            .iter()
-            .filter(|k| START_ONLY_KEYS.contains(&k.as_str()))
-        {
+        for key in diff.next_start() {
             warn!(key = %key, "changed; it applies from the next start");
         }
         info!(changed = %diff, "config reloaded");
