@@ -11,7 +11,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::config::{Config, ConfigSource};
 use crate::duration::HumanDuration;
-use crate::responders::Snapshot;
 
 /// Writes one line to stdout, ignoring a closed or full stdout.
 macro_rules! say {
@@ -32,7 +31,7 @@ pub(crate) fn error_line(args: fmt::Arguments<'_>) {
 }
 
 /// The configuration block printed before binding.
-pub(crate) fn banner(config: &Config, source: &ConfigSource, snapshot: &Snapshot) {
+pub(crate) fn banner(config: &Config, source: &ConfigSource, responders: &str) {
     let bind: Vec<String> = config.bind.iter().map(ToString::to_string).collect();
     let logging = if config.logging {
         format!("on ({:?})", config.log_level).to_lowercase()
@@ -72,7 +71,7 @@ pub(crate) fn banner(config: &Config, source: &ConfigSource, snapshot: &Snapshot
     }
     say!("  buffer size:     {} bytes", config.buffer_size);
     say!("  logging:         {logging}");
-    say!("  responders:      {}", snapshot.describe());
+    say!("  responders:      {responders}");
     say!(
         "  duration:        {}",
         config

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::ConfigErrors;
-use crate::net::ProcessInfo;
+use crate::net::{BindErrorKind, ProcessInfo};
+use crate::supervision::BindFailure;
 
 /// Exit code: clean stop.
 pub const EXIT_OK: u8 = 0;
@@ -108,6 +109,31 @@ pub enum Error {
 }
 
 impl Error {
+    /// A bind of `addr` that failed for good after `tries` binds; `fix`
+    /// names where the port and addresses are configured.
+    pub(crate) fn bind(failure: BindFailure, addr: SocketAddr, tries: u32, fix: &str) -> Self {
+        match failure {
+            BindFailure::Busy(holder) => Error::PortUnavailable {
+                addr,
+                holder,
+                tries,
+                fix: fix.to_owned(),
+            },
+            BindFailure::Other(BindErrorKind::PermissionDenied, reason) => Error::Bind {
+                addr,
+                reason: format!("{reason}; ports below 1024 need root or CAP_NET_BIND_SERVICE, or choose a port above 1023"),
+            },
+            BindFailure::Other(BindErrorKind::NotAvailable, reason) => Error::Bind {
+                addr,
+                reason: format!(
+                    "{reason}; {} is not an address of this host, fix `bind` in {fix}",
+                    addr.ip()
+                ),
+            },
+            BindFailure::Other(_, reason) => Error::Bind { addr, reason },
+        }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -1,15 +1,23 @@
 //! discoveryd: a LAN service-discovery responder, wire-compatible with
 //! django-udp-discovery 1.0.0, supervised by actix actors.
 //!
-//! The binary is thin: it parses the command line, loads the
-//! [`ConfigSource`], installs logging and calls [`run`] or [`check`].
+//! - [`Service`] runs a discovery service until a shutdown future
+//!   resolves; everything process-wide (signals, pidfile, console,
+//!   systemd) is the caller's.
+//! - [`cli::main_with`] is the whole `discoveryd` command line, with the
+//!   extra responder types a plugin registers: a custom build is a
+//!   `main.rs` of a few lines.
+//! - [`discover`] and [`bench`] are the client and the load generator.
+//!
+//! Responder plugins depend on the `discoveryd-api` crate only.
 
 mod actors;
 mod bench;
+pub mod cli;
 mod client;
 mod config;
 mod console;
-pub mod daemon;
+mod daemon;
 mod duration;
 mod error;
 mod logging;
@@ -20,14 +28,10 @@ mod policy;
 mod protocol;
 mod receiver;
 mod responders;
+mod service;
 mod stats;
 mod status;
 mod supervision;
-
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
-use tokio::sync::oneshot;
 
 pub use bench::{bench, BenchOptions, BenchReport, MAX_DURATION};
 pub use client::{
@@ -41,139 +45,21 @@ pub use config::{
 pub use duration::HumanDuration;
 pub use error::{Error, EXIT_GAVE_UP, EXIT_INTERNAL, EXIT_OK, EXIT_PORT, EXIT_USAGE};
 pub use logging::LogControl;
-pub use messages::ShutdownReason;
 pub use net::ProcessInfo;
-pub use policy::{RateLimit, Refusal, Security};
-pub use protocol::{parse_reply, write_reply, Announcement, BadReply, CLASSIC, MAX_REPLY};
-pub use responders::{registry, Snapshot};
-pub use status::{Counts, LastReload, Reloads, Status};
+pub use policy::{RateLimit, Security};
+pub use protocol::{parse_reply, Announcement, BadReply};
+pub use responders::registry;
+pub use service::{Handle, Observer, Requests, Service, Silent};
+pub use status::{Counts, LastReload, ReloadResult, Reloads, Status};
 pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 
-use std::path::PathBuf;
-
-use actors::{Launch, SupervisorActor};
-
-/// Validates the configuration from `source`, responder options included,
-/// and returns the effective configuration as TOML.
-pub fn check(source: &ConfigSource) -> Result<String, Error> {
+/// Validates the configuration from `source`, responder options included
+/// (with the types of `registry`), and returns the effective configuration
+/// as TOML.
+pub fn check(source: &ConfigSource, registry: &discoveryd_api::Registry) -> Result<String, Error> {
     let config = source.load()?;
-    Snapshot::build(&config, &registry(), source, None)?;
+    responders::Snapshot::build(&config, registry, source, None)?;
     Ok(config.to_toml())
-}
-
-/// Checks, before `restart` stops the running instance, that every address
-/// the new `config` asks for can be bound. Those the running instance
-/// holds (`held`, or covered by a wildcard it holds) are its to hand over;
-/// any other must be free now. A failure names the port and its holder.
-pub fn check_ports(
-    source: &ConfigSource,
-    config: &Config,
-    held: &[std::net::SocketAddr],
-) -> Result<(), Error> {
-    for &ip in &config.bind {
-        let addr = std::net::SocketAddr::new(ip, config.port);
-        let covered = held.iter().any(|h| {
-            h.port() == addr.port()
-                && h.is_ipv4() == addr.is_ipv4()
-                && (h.ip() == ip || h.ip().is_unspecified() || ip.is_unspecified())
-        });
-        if config.port == 0 || covered {
-            continue;
-        }
-        if let Err(e) = net::bind_udp(addr) {
-            let fix = supervision::BindFailure::of(&e);
-            return Err(fix.into_error(addr, 1, source));
-        }
-    }
-    Ok(())
-}
-
-/// How [`run`] runs.
-#[derive(Debug)]
-pub struct RunOptions {
-    /// Stop the instance holding the pidfile first, instead of refusing.
-    pub replace: bool,
-    /// Who to tell about readiness, reloads and stopping.
-    pub notifier: Arc<daemon::Notifier>,
-    /// The log file to reopen on SIGUSR2 (daemons only).
-    pub log_file: Option<PathBuf>,
-    /// The pidfile to hold, resolved before the daemon left its working
-    /// directory; `None`: the configuration's.
-    pub pidfile: Option<PathBuf>,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            replace: false,
-            notifier: Arc::new(daemon::Notifier::from_env()),
-            log_file: None,
-            pidfile: None,
-        }
-    }
-}
-
-/// Runs the discovery service until it is stopped (Ctrl+C, SIGTERM,
-/// `duration`) or fails for good. It holds the pidfile and serves the
-/// control socket for its whole life.
-pub fn run(
-    source: ConfigSource,
-    config: Config,
-    log: LogControl,
-    options: RunOptions,
-) -> Result<(), Error> {
-    let registry = Arc::new(registry());
-    let snapshot = Snapshot::build(&config, &registry, &source, None)?;
-    let subnets = match net::local_subnets() {
-        Ok(subnets) => subnets,
-        Err(e) if config.security.on_link_only => return Err(Error::Interfaces(e)),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list the network interfaces (on_link_only is off)");
-            Vec::new()
-        }
-    };
-    let system = actix_rt::System::new();
-    let outcome = system.block_on(async move {
-        // Before the pidfile exists: once anyone can find this instance,
-        // no signal may kill it.
-        let signals = actors::Signals::install()
-            .map_err(|e| Error::Internal(format!("cannot handle signals: {e}")))?;
-        let pidfile = options.pidfile.unwrap_or_else(|| config.pidfile());
-        let mut instance = daemon::Instance::claim(&pidfile, options.replace)?;
-        console::banner(&config, &source, &snapshot);
-        let shared = receiver::Shared {
-            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
-            counters: Arc::default(),
-            subnets: Arc::new(ArcSwap::from_pointee(subnets)),
-        };
-        let (done, finished) = oneshot::channel();
-        let launch = Launch {
-            source,
-            registry,
-            config,
-            shared,
-            log,
-            notifier: options.notifier,
-            pidfile: instance.pidfile.path().to_owned(),
-            control: instance.control.take_listener(),
-            log_file: options.log_file,
-            done,
-            signals,
-        };
-        use actix::Actor as _;
-        SupervisorActor::new(launch).start();
-        let outcome = finished.await.unwrap_or_else(|_| {
-            Err(Error::Internal(
-                "the supervisor stopped without an outcome".into(),
-            ))
-        });
-        drop(instance);
-        outcome
-    });
-    if outcome.is_ok() {
-        console::stopped();
-    }
-    outcome
 }
 
 /// Entry points for the fuzz targets in `fuzz/`; not a stable API.
@@ -214,12 +100,7 @@ pub mod fuzzing {
             return;
         };
         let local: SocketAddr = ([192, 168, 1, 1], 9999).into();
-        let request = Request {
-            payload,
-            peer,
-            local,
-            advertised_ip: local.ip(),
-        };
+        let request = Request::new(payload, peer, local, local.ip());
         let mut reply = Vec::new();
         if snapshot.respond(&request, &mut reply) == Outcome::Replied {
             let classic = payload == b"DISCOVER_SERVER";

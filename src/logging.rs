@@ -36,6 +36,11 @@ impl LogControl {
         }
     }
 
+    /// A control that changes nothing (no subscriber of ours installed).
+    pub fn none() -> Self {
+        Self { handle: None }
+    }
+
     /// Follows a new configuration's `logging` and `log_level`.
     pub fn apply(&self, config: &Config) {
         if let Some(handle) = &self.handle {

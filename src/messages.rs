@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use actix::Message;
 
+use crate::actors::Sockets;
 use crate::config::{Config, ConfigDiff, ConfigErrors};
 use crate::duration::HumanDuration;
 use crate::net::{BindError, ProcessInfo};
 use crate::responders::Snapshot;
+use crate::status::ReloadTrigger;
 
 /// Which incarnation of the listener a message is about; restarts and
 /// make-before-break rebinds each start a new one.
@@ -23,7 +25,7 @@ pub(crate) struct ListenerStarted {
     /// The incarnation that started.
     pub incarnation: Incarnation,
     /// What it bound (port 0 resolved).
-    pub sockets: crate::actors::Sockets,
+    pub sockets: Sockets,
 }
 
 /// A listener could not bind because the port is busy. Sent once the
@@ -85,7 +87,7 @@ pub(crate) struct ListenerStopped {
 }
 
 /// The config file changed into a valid configuration.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct ConfigChanged {
     /// The keys that changed.
@@ -109,15 +111,7 @@ pub(crate) struct ConfigRejected {
 #[rtype(result = "()")]
 pub(crate) struct ConfigUnchanged {
     /// What asked for the reload.
-    pub(crate) trigger: &'static str,
-}
-
-/// The supervisor applied a configuration (sent back to the config actor).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct ConfigApplied {
-    /// The configuration now serving.
-    pub config: Arc<Config>,
+    pub(crate) trigger: ReloadTrigger,
 }
 
 /// The `duration` elapsed.
@@ -140,13 +134,34 @@ pub(crate) struct GaveUp {
     pub window: Duration,
 }
 
+/// A child of the supervisor (other than the listener) ended; with an
+/// error, its restart strategy decides what follows.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ChildExited {
+    /// The child's name.
+    pub child: &'static str,
+    /// What went wrong, if it failed.
+    pub error: Option<String>,
+}
+
+/// What the supervisor tells every child; each acts on what concerns it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub(crate) enum Notice {
+    /// The service answers (sent once).
+    Ready,
+    /// This configuration serves now.
+    Applied(Arc<Config>),
+    /// Read the configuration again.
+    Reload(ReloadTrigger),
+}
+
 /// Why the service stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShutdownReason {
-    /// Ctrl+C (SIGINT).
-    Interrupt,
-    /// SIGTERM.
-    Terminate,
+pub(crate) enum ShutdownReason {
+    /// The shutdown future given to the service resolved (Ctrl+C, SIGTERM).
+    Requested,
     /// The `duration` elapsed.
     DurationElapsed,
 }

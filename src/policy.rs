@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a datagram got no answer (besides "no responder wanted it").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Empty datagram.
     Empty,
     /// Longer than `buffer_size`.
@@ -44,7 +44,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, in counter order.
-    pub const ALL: [Refusal; 12] = [
+    pub(crate) const ALL: [Refusal; 12] = [
         Refusal::Empty,
         Refusal::Oversize,
         Refusal::SourcePortZero,
@@ -60,7 +60,7 @@ impl Refusal {
     ];
 
     /// The counter's name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Refusal::Empty => "empty",
             Refusal::Oversize => "oversize",
@@ -78,7 +78,7 @@ impl Refusal {
     }
 
     /// The counter's index.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         Self::ALL
             .iter()
             .position(|r| *r == self)

@@ -8,15 +8,17 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use discoveryd_api::{Action, BuildError, Registry, Request, Responder, ResponderContext};
+use discoveryd_api::{
+    Action, BuildError, Registry, RegistryError, Request, Responder, ResponderContext,
+};
 use serde::Deserialize;
 
 /// The name of the protocol v1 responder.
-pub const CLASSIC: &str = "classic";
+pub(crate) const CLASSIC: &str = "classic";
 
 /// Registers the `classic` responder.
-pub(crate) fn register(registry: &mut Registry) {
-    registry.register(CLASSIC, build_classic);
+pub(crate) fn register(registry: &mut Registry) -> Result<(), RegistryError> {
+    registry.register(CLASSIC, build_classic)
 }
 
 /// `classic` takes no options of its own: it follows the global `message`,
@@ -58,7 +60,7 @@ impl Responder for Classic {
 
 /// Writes `prefix<ip>[:<port>]`. An IPv6 address is bracketed when a port
 /// follows, so the answer stays unambiguous.
-pub fn write_reply(out: &mut Vec<u8>, prefix: &[u8], ip: IpAddr, service_port: Option<u16>) {
+pub(crate) fn write_reply(out: &mut Vec<u8>, prefix: &[u8], ip: IpAddr, service_port: Option<u16>) {
     out.extend_from_slice(prefix);
     match ip {
         // The hot case, written by hand: `core::fmt` costs ~900
@@ -125,7 +127,7 @@ pub enum BadReply {
 
 /// The longest answer a client accepts: the prefix, a bracketed IPv6
 /// address and a port fit with room to spare.
-pub const MAX_REPLY: usize = 512;
+pub(crate) const MAX_REPLY: usize = 512;
 
 /// Parses `prefix<ip>[:<port>]` (or `prefix[<ipv6>]:<port>`), as
 /// [`write_reply`] writes it.
@@ -164,27 +166,23 @@ mod tests {
     use discoveryd_api::Globals;
 
     fn classic(service_port: Option<u16>) -> Box<dyn Responder> {
-        let globals = Globals {
-            message: "DISCOVER_SERVER".into(),
-            response_prefix: "SERVER_IP:".into(),
-            service_port,
-        };
-        build_classic(&ResponderContext {
-            name: CLASSIC,
-            options: &toml::Table::new(),
-            globals: &globals,
-        })
+        let globals = Globals::new("DISCOVER_SERVER", "SERVER_IP:", service_port);
+        build_classic(&ResponderContext::new(
+            CLASSIC,
+            &toml::Table::new(),
+            &globals,
+        ))
         .unwrap()
     }
 
     fn ask(r: &dyn Responder, payload: &[u8], ip: &str) -> (Action, String) {
         let advertised_ip: IpAddr = ip.parse().unwrap();
-        let request = Request {
+        let request = Request::new(
             payload,
-            peer: "192.0.2.9:40000".parse().unwrap(),
-            local: (advertised_ip, 9999).into(),
+            "192.0.2.9:40000".parse().unwrap(),
+            (advertised_ip, 9999).into(),
             advertised_ip,
-        };
+        );
         let mut reply = Vec::new();
         let action = r.respond(&request, &mut reply);
         (action, String::from_utf8(reply).unwrap())
@@ -230,16 +228,8 @@ mod tests {
     fn rejects_options_it_does_not_have() {
         let mut options = toml::Table::new();
         options.insert("message".into(), "X".into());
-        let globals = Globals {
-            message: "M".into(),
-            response_prefix: "P".into(),
-            service_port: None,
-        };
-        let ctx = ResponderContext {
-            name: CLASSIC,
-            options: &options,
-            globals: &globals,
-        };
+        let globals = Globals::new("M", "P", None);
+        let ctx = ResponderContext::new(CLASSIC, &options, &globals);
         let err = build_classic(&ctx).err().unwrap().to_string();
         assert!(err.contains("message"), "{err}");
     }
@@ -317,15 +307,10 @@ mod properties {
             message in "[ -~]{1,40}",
             payload in proptest::collection::vec(any::<u8>(), 0..64),
         ) {
-            let globals = Globals { message: message.clone(), response_prefix: "SERVER_IP:".into(), service_port: None };
-            let classic = build_classic(&ResponderContext { name: CLASSIC, options: &toml::Table::new(), globals: &globals }).unwrap();
+            let globals = Globals::new(message.clone(), "SERVER_IP:", None);
+            let classic = build_classic(&ResponderContext::new(CLASSIC, &toml::Table::new(), &globals)).unwrap();
             let ask = |payload: &[u8]| {
-                let request = Request {
-                    payload,
-                    peer: "192.0.2.9:40000".parse().unwrap(),
-                    local: "192.0.2.1:9999".parse().unwrap(),
-                    advertised_ip: "192.0.2.1".parse().unwrap(),
-                };
+                let request = Request::new(payload, "192.0.2.9:40000".parse().unwrap(), "192.0.2.1:9999".parse().unwrap(), "192.0.2.1".parse().unwrap());
                 classic.respond(&request, &mut Vec::new())
             };
             let expected = if payload == message.as_bytes() { Action::Reply } else { Action::Pass };

@@ -148,12 +148,12 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
                 }
             };
             let local_ip = d.local.unwrap_or(bound.ip());
-            let request = Request {
+            let request = Request::new(
                 payload,
                 peer,
-                local: SocketAddr::new(local_ip, bound.port()),
-                advertised_ip: snapshot.advertise_ip.unwrap_or(local_ip),
-            };
+                SocketAddr::new(local_ip, bound.port()),
+                snapshot.advertise_ip.unwrap_or(local_ip),
+            );
             match snapshot.respond(&request, reply) {
                 Outcome::Replied => {
                     let verdict = if !policy.reply_fits(payload.len(), reply.len(), peer.is_ipv6())

@@ -16,11 +16,15 @@ use crate::policy::Policy;
 /// The registry of every responder type this binary was built with.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
-    crate::protocol::register(&mut registry);
-    #[cfg(feature = "json")]
-    discoveryd_responder_json::register(&mut registry);
-    #[cfg(feature = "fault")]
-    discoveryd_responder_fault::register(&mut registry);
+    let built_in = (|| {
+        crate::protocol::register(&mut registry)?;
+        #[cfg(feature = "json")]
+        discoveryd_responder_json::register(&mut registry)?;
+        #[cfg(feature = "fault")]
+        discoveryd_responder_fault::register(&mut registry)?;
+        Ok::<(), discoveryd_api::RegistryError>(())
+    })();
+    built_in.expect("the built-in responder types have distinct names");
     registry
 }
 
@@ -33,7 +37,7 @@ struct Link {
 
 /// What the chain did with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The reply buffer holds the answer.
     Replied,
     /// No responder answered (all passed, or one dropped it).
@@ -48,7 +52,7 @@ pub enum Outcome {
 }
 
 /// Everything the receive loop needs, swapped whole on reload.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     links: Vec<Link>,
     /// The largest request accepted, in bytes.
     pub buffer_size: usize,
@@ -60,10 +64,19 @@ pub struct Snapshot {
     pub(crate) workers: usize,
 }
 
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("responders", &self.describe())
+            .field("buffer_size", &self.buffer_size)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Snapshot {
     /// Builds the snapshot for `config`, reusing the responders of
     /// `previous` whose type, options and global settings are unchanged.
-    pub fn build(
+    pub(crate) fn build(
         config: &Config,
         registry: &Registry,
         source: &ConfigSource,
@@ -94,11 +107,7 @@ impl Snapshot {
                         ));
                         continue;
                     };
-                    let ctx = ResponderContext {
-                        name: &name,
-                        options: &entry.options,
-                        globals: &globals,
-                    };
+                    let ctx = ResponderContext::new(&name, &entry.options, &globals);
                     match factory(&ctx) {
                         Ok(r) => Arc::from(r),
                         Err(e) => {
@@ -128,7 +137,7 @@ impl Snapshot {
 
     /// Asks the chain about one request. Panics in responders are caught
     /// and reported, never propagated.
-    pub fn respond(&self, request: &Request<'_>, reply: &mut Vec<u8>) -> Outcome {
+    pub(crate) fn respond(&self, request: &Request<'_>, reply: &mut Vec<u8>) -> Outcome {
         for link in &self.links {
             reply.clear();
             match catch_unwind(AssertUnwindSafe(|| link.responder.respond(request, reply))) {
@@ -153,7 +162,7 @@ impl Snapshot {
     }
 
     /// The chain's responder types, in order, for display.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         self.links
             .iter()
             .map(|l| l.built_from.0.as_str())
@@ -181,12 +190,12 @@ mod tests {
     }
 
     fn ask(snapshot: &Snapshot, payload: &[u8]) -> (Outcome, Vec<u8>) {
-        let request = Request {
+        let request = Request::new(
             payload,
-            peer: "127.0.0.1:5000".parse().unwrap(),
-            local: "127.0.0.1:9999".parse().unwrap(),
-            advertised_ip: "127.0.0.1".parse().unwrap(),
-        };
+            "127.0.0.1:5000".parse().unwrap(),
+            "127.0.0.1:9999".parse().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+        );
         let mut reply = b"stale".to_vec();
         (snapshot.respond(&request, &mut reply), reply)
     }

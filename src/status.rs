@@ -68,13 +68,72 @@ impl Reloads {
     pub fn total(&self) -> u64 {
         self.applied + self.rejected + self.unchanged
     }
+
+    /// Counts one reload that ended `result`, at `at_ms` since the start.
+    pub(crate) fn record(
+        &mut self,
+        result: ReloadResult,
+        detail: String,
+        at_ms: u64,
+    ) -> &LastReload {
+        match result {
+            ReloadResult::Applied => self.applied += 1,
+            ReloadResult::Rejected => self.rejected += 1,
+            ReloadResult::Unchanged => self.unchanged += 1,
+        }
+        self.last.insert(LastReload {
+            result,
+            detail,
+            at_ms,
+        })
+    }
+}
+
+/// How a reload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadResult {
+    /// The new configuration serves.
+    Applied,
+    /// It was invalid, or its port stayed busy: the old one serves on.
+    Rejected,
+    /// Nothing had changed.
+    Unchanged,
+}
+
+impl fmt::Display for ReloadResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReloadResult::Applied => "applied",
+            ReloadResult::Rejected => "rejected",
+            ReloadResult::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReloadTrigger {
+    /// The config file changed.
+    FileChange,
+    /// A reload request (SIGHUP, `discoveryd reload`).
+    Request,
+}
+
+impl fmt::Display for ReloadTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReloadTrigger::FileChange => "file change",
+            ReloadTrigger::Request => "reload request",
+        })
+    }
 }
 
 /// The result of one reload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastReload {
-    /// `applied`, `rejected` or `unchanged`.
-    pub result: String,
+    /// How it ended.
+    pub result: ReloadResult,
     /// The keys changed, or why it was rejected.
     pub detail: String,
     /// Milliseconds since the service started, when it happened.

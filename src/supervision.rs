@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use std::net::SocketAddr;
-
-use crate::config::ConfigSource;
 use crate::duration::HumanDuration;
-use crate::error::Error;
 use crate::net::{port_holder, BindError, BindErrorKind, ProcessInfo};
 
 /// The `[supervision]` table.
@@ -75,14 +71,37 @@ impl Default for RetryAfterCleanup {
 }
 
 impl RetryAfterCleanup {
-    /// The delay before retry number `attempt` (1-based), or `None` when the
-    /// attempts are used up.
-    pub fn next_delay(&self, attempt: u32) -> Option<Duration> {
-        (attempt <= self.attempts).then(|| self.delay.get())
+    /// What to do after bind number `attempt` (1-based: the first retry
+    /// follows the first failure) failed with `failure`. Called only once
+    /// the failed incarnation has closed its sockets, so a retry never
+    /// races its predecessor's cleanup. A busy port, or an address not on
+    /// this host yet, is retried `attempts` times, `delay` apart; anything
+    /// else (a forbidden port, say) is fatal at once.
+    pub(crate) fn decide(&self, failure: &BindFailure, attempt: u32) -> RetryDecision {
+        if failure.retryable() && attempt <= self.attempts {
+            RetryDecision::Retry {
+                after: self.delay.get(),
+            }
+        } else {
+            RetryDecision::GiveUp
+        }
     }
 }
 
+/// What retry-after-cleanup decided about one failed bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryDecision {
+    /// Bind again after this delay.
+    Retry {
+        /// The delay.
+        after: Duration,
+    },
+    /// Stop trying.
+    GiveUp,
+}
+
 /// A bind that failed, as retry-after-cleanup sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BindFailure {
     /// The port is busy; who holds it, when that can be seen.
     Busy(Option<ProcessInfo>),
@@ -114,21 +133,6 @@ impl BindFailure {
             self,
             BindFailure::Busy(_) | BindFailure::Other(BindErrorKind::NotAvailable, _)
         )
-    }
-
-    pub(crate) fn into_error(self, addr: SocketAddr, tries: u32, source: &ConfigSource) -> Error {
-        match self {
-            BindFailure::Busy(holder) => Error::PortUnavailable { addr, holder, tries, fix: source.describe() },
-            BindFailure::Other(BindErrorKind::PermissionDenied, reason) => Error::Bind {
-                addr,
-                reason: format!("{reason}; ports below 1024 need root or CAP_NET_BIND_SERVICE, or choose a port above 1023"),
-            },
-            BindFailure::Other(BindErrorKind::NotAvailable, reason) => Error::Bind {
-                addr,
-                reason: format!("{reason}; {} is not an address of this host, fix `bind` in {}", addr.ip(), source.describe()),
-            },
-            BindFailure::Other(_, reason) => Error::Bind { addr, reason },
-        }
     }
 }
 
@@ -295,13 +299,21 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_cleanup_counts_its_attempts() {
+    fn retry_after_cleanup_counts_its_attempts_and_classifies_errors() {
         let r = RetryAfterCleanup {
             attempts: 2,
             delay: HumanDuration::from_millis(20),
         };
-        assert_eq!(r.next_delay(1), Some(Duration::from_millis(20)));
-        assert_eq!(r.next_delay(2), Some(Duration::from_millis(20)));
-        assert_eq!(r.next_delay(3), None);
+        let busy = BindFailure::Busy(None);
+        let retry = RetryDecision::Retry {
+            after: Duration::from_millis(20),
+        };
+        assert_eq!(r.decide(&busy, 1), retry);
+        assert_eq!(r.decide(&busy, 2), retry);
+        assert_eq!(r.decide(&busy, 3), RetryDecision::GiveUp);
+        let not_yet = BindFailure::Other(BindErrorKind::NotAvailable, "not here".into());
+        assert_eq!(r.decide(&not_yet, 1), retry);
+        let forbidden = BindFailure::Other(BindErrorKind::PermissionDenied, "no".into());
+        assert_eq!(r.decide(&forbidden, 1), RetryDecision::GiveUp);
     }
 }

@@ -1,7 +1,9 @@
-//! The config actor: watches the config file (see [`super::watch`] for
-//! how: editors' save-by-rename, re-created directories and swapped
-//! symlinks are all seen), debounces bursts of events, reloads on SIGHUP
-//! too, and turns each reload into [`ConfigChanged`] or [`ConfigRejected`].
+//! The config watcher, a child of the supervisor: watches the config file
+//! (see [`super::watch`] for how: editors' save-by-rename, re-created
+//! directories and swapped symlinks are all seen), debounces bursts of
+//! events, reloads on request (SIGHUP) too, and turns each reload into
+//! [`ConfigChanged`], [`ConfigRejected`] or [`ConfigUnchanged`]. If the
+//! watch itself fails, it stops, and its restart strategy brings it back.
 //!
 //! It validates everything, the responder chain included, before the
 //! supervisor sees a new configuration; it diffs against the configuration
@@ -10,37 +12,59 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, SpawnHandle};
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Recipient, SpawnHandle,
+};
 use arc_swap::ArcSwap;
 use discoveryd_api::Registry;
 use notify::event::{AccessKind, AccessMode};
 use notify::EventKind;
 use tracing::{debug, info, warn};
 
-use actix_rt::signal::unix::Signal;
-
+use crate::actors::supervisor::{Child, ChildContext, Restart};
 use crate::actors::watch::FileWatch;
-use crate::actors::{signals, SupervisorActor};
+use crate::actors::SupervisorActor;
 use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource};
-use crate::messages::{ConfigApplied, ConfigChanged, ConfigRejected, ConfigUnchanged};
+use crate::messages::{ChildExited, ConfigChanged, ConfigRejected, ConfigUnchanged, Notice};
 use crate::responders::Snapshot;
+use crate::status::ReloadTrigger;
+use crate::supervision::RestartOnFailure;
+
+/// The config watcher, as the supervisor's child.
+pub(crate) struct ConfigChild;
+
+impl Child for ConfigChild {
+    fn name(&self) -> &'static str {
+        "config watcher"
+    }
+
+    /// The service answers without it (a reload request still rereads
+    /// the file): it is restarted, and never stops the service.
+    fn restart(&self) -> Restart {
+        Restart::OnFailure {
+            strategy: RestartOnFailure::default(),
+            essential: false,
+        }
+    }
+
+    fn start(&mut self, ctx: &ChildContext) -> Recipient<Notice> {
+        ConfigActor::new(ctx).start().recipient()
+    }
+}
 
 /// How long the file must be quiet before it is read: editors write in
 /// several steps (truncate, write, rename).
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
-/// Reload the configuration now.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Reload {
-    /// What asked for it, for the log.
-    pub trigger: &'static str,
-}
-
 /// Something happened to the config file (sent from the watcher thread).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 struct FileTouched;
+
+/// The watch failed (sent from the watcher thread).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct WatchFailed(String);
 
 /// Watches and reloads the configuration.
 pub(crate) struct ConfigActor {
@@ -52,29 +76,22 @@ pub(crate) struct ConfigActor {
     watch: Option<FileWatch>,
     debounce: Option<SpawnHandle>,
     last_rejection: Option<String>,
-    hangup: Option<Signal>,
+    failed: Option<String>,
 }
 
 impl ConfigActor {
-    /// A config actor for `source`, whose configuration `applied` serves now.
-    pub(crate) fn new(
-        source: ConfigSource,
-        registry: Arc<Registry>,
-        applied: Arc<Config>,
-        snapshot: Arc<ArcSwap<Snapshot>>,
-        supervisor: Addr<SupervisorActor>,
-        hangup: Signal,
-    ) -> Self {
+    /// A config actor for the service in `ctx`.
+    fn new(ctx: &ChildContext) -> Self {
         Self {
-            hangup: Some(hangup),
-            source,
-            registry,
-            applied,
-            snapshot,
-            supervisor,
+            source: ctx.source.clone(),
+            registry: Arc::clone(&ctx.registry),
+            applied: Arc::clone(&ctx.config),
+            snapshot: Arc::clone(&ctx.snapshot),
+            supervisor: ctx.supervisor.clone(),
             watch: None,
             debounce: None,
             last_rejection: None,
+            failed: None,
         }
     }
 
@@ -83,15 +100,15 @@ impl ConfigActor {
             return Ok(());
         };
         let me = ctx.address();
-        self.watch = Some(FileWatch::new(path, move |kind| {
-            if changes_content(kind) {
-                me.do_send(FileTouched);
-            }
+        self.watch = Some(FileWatch::new(path, move |event| match event {
+            Ok(kind) if changes_content(kind) => me.do_send(FileTouched),
+            Ok(_) => {}
+            Err(e) => me.do_send(WatchFailed(e.to_string())),
         })?);
         Ok(())
     }
 
-    fn reload(&mut self, trigger: &'static str) {
+    fn reload(&mut self, trigger: ReloadTrigger) {
         // The file may now be reached another way (a re-created directory,
         // a swapped symlink): watch what is there now.
         if let Some(watch) = &mut self.watch {
@@ -106,7 +123,7 @@ impl ConfigActor {
         self.last_rejection = None;
         let diff = ConfigDiff::between(&self.applied, &config);
         if diff.is_empty() {
-            debug!(trigger, "config unchanged");
+            debug!(%trigger, "config unchanged");
             return self.supervisor.do_send(ConfigUnchanged { trigger });
         }
         let previous = self.snapshot.load();
@@ -122,11 +139,12 @@ impl ConfigActor {
 
     /// Reports a rejected configuration, once per change: file events that
     /// find the same error again (editors touch files several times) are
-    /// not logged again. SIGHUP always gets an answer.
-    fn reject(&mut self, trigger: &'static str, errors: ConfigErrors) {
+    /// not logged again. A reload request always gets an answer.
+    fn reject(&mut self, trigger: ReloadTrigger, errors: ConfigErrors) {
         let text = errors.to_string();
-        if trigger != "SIGHUP" && self.last_rejection.as_deref() == Some(text.as_str()) {
-            debug!(trigger, "config still invalid, with the same error");
+        let again = self.last_rejection.as_deref() == Some(text.as_str());
+        if trigger == ReloadTrigger::FileChange && again {
+            debug!(%trigger, "config still invalid, with the same error");
             return;
         }
         self.last_rejection = Some(text);
@@ -152,12 +170,16 @@ impl Actor for ConfigActor {
         if let Err(e) = self.watch(ctx) {
             warn!(error = %e, "cannot watch the config file; reload with SIGHUP instead");
         }
-        if let Some(hangup) = self.hangup.take() {
-            signals::forward::<Self, _>(ctx, hangup, || Reload { trigger: "SIGHUP" });
-        }
         if let Some(path) = &self.source.path {
             info!(path = %path.display(), "watching the config file for changes");
         }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.supervisor.do_send(ChildExited {
+            child: "config watcher",
+            error: self.failed.take(),
+        });
     }
 }
 
@@ -170,23 +192,28 @@ impl Handler<FileTouched> for ConfigActor {
         }
         self.debounce = Some(ctx.run_later(DEBOUNCE, |actor, _| {
             actor.debounce = None;
-            actor.reload("file change");
+            actor.reload(ReloadTrigger::FileChange);
         }));
     }
 }
 
-impl Handler<Reload> for ConfigActor {
+impl Handler<WatchFailed> for ConfigActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) {
-        self.reload(msg.trigger);
+    fn handle(&mut self, WatchFailed(error): WatchFailed, ctx: &mut Context<Self>) {
+        self.failed = Some(format!("the config file watch failed: {error}"));
+        ctx.stop();
     }
 }
 
-impl Handler<ConfigApplied> for ConfigActor {
+impl Handler<Notice> for ConfigActor {
     type Result = ();
 
-    fn handle(&mut self, msg: ConfigApplied, _: &mut Context<Self>) {
-        self.applied = msg.config;
+    fn handle(&mut self, notice: Notice, _: &mut Context<Self>) {
+        match notice {
+            Notice::Applied(config) => self.applied = config,
+            Notice::Reload(trigger) => self.reload(trigger),
+            Notice::Ready => {}
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
 use tracing::warn;
 
+use crate::actors::supervisor::Plan;
 use crate::actors::SupervisorActor;
 use crate::messages::{
     Incarnation, ListenerError, ListenerFailed, ListenerStarted, ListenerStopped, PortConflict,
@@ -18,18 +19,6 @@ use crate::net::{
     bind_group, port_holder, retire, set_recv_buffer, steer, Beside, BindErrorKind, ProcessInfo,
 };
 use crate::receiver::{Receiver, Shared};
-
-/// What a listener binds: each address, with `workers` sockets (and
-/// receive loops) on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Plan {
-    /// The addresses.
-    pub(crate) addrs: Vec<SocketAddr>,
-    /// Sockets per address.
-    pub(crate) workers: usize,
-    /// The kernel receive buffer asked for each socket.
-    pub(crate) recv_buffer: usize,
-}
 
 /// Ask a listener to stop after answering what is queued.
 #[derive(Debug, Message)]

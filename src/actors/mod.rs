@@ -1,14 +1,13 @@
-//! The actors: a supervisor that owns the lifecycle, and its children.
+//! The actors: a supervisor that owns the lifecycle, and its children:
+//! listener incarnations, the config watcher and the timer.
 
 mod config;
 mod listener;
-mod signals;
 mod supervisor;
 mod timer;
 mod watch;
 
-pub(crate) use config::ConfigActor;
-pub(crate) use listener::{Leave, ListenerActor, Plan, Sockets, StopListener};
-pub(crate) use signals::Signals;
-pub(crate) use supervisor::{Launch, SupervisorActor};
-pub(crate) use timer::TimerActor;
+pub(crate) use config::ConfigChild;
+pub(crate) use listener::{Leave, ListenerActor, Sockets, StopListener};
+pub(crate) use supervisor::{Child, Launch, SupervisorActor};
+pub(crate) use timer::TimerChild;

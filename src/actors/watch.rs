@@ -72,21 +72,23 @@ pub(crate) struct FileWatch {
 
 impl FileWatch {
     /// Watches `path`; `touched` runs (on the watcher's thread) for each
-    /// event that concerns it.
+    /// event that concerns it, and for each error of the watch.
     pub(crate) fn new(
         path: &Path,
-        touched: impl Fn(&notify::EventKind) + Send + 'static,
+        touched: impl Fn(Result<&notify::EventKind, notify::Error>) + Send + 'static,
     ) -> notify::Result<Self> {
         let current = Arc::new(ArcSwap::from_pointee(Points::new()));
         let seen = Arc::clone(&current);
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                let points = seen.load();
-                if event.paths.iter().any(|p| concerns(&points, p)) {
-                    touched(&event.kind);
+        let watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(event) => {
+                    let points = seen.load();
+                    if event.paths.iter().any(|p| concerns(&points, p)) {
+                        touched(Ok(&event.kind));
+                    }
                 }
-            }
-        })?;
+                Err(e) => touched(Err(e)),
+            })?;
         let mut watch = Self {
             path: std::path::absolute(path)?,
             watcher,

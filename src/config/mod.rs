@@ -111,11 +111,11 @@ impl Default for Config {
 impl Config {
     /// The daemon-wide settings responders build their answers from.
     pub fn globals(&self) -> discoveryd_api::Globals {
-        discoveryd_api::Globals {
-            message: self.message.clone(),
-            response_prefix: self.response_prefix.clone(),
-            service_port: self.service_port,
-        }
+        discoveryd_api::Globals::new(
+            self.message.clone(),
+            self.response_prefix.clone(),
+            self.service_port,
+        )
     }
 
     /// The receive loops to run: `workers`, or one per core.

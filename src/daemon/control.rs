@@ -12,13 +12,13 @@ use crate::status::Status;
 
 /// The control socket of the instance whose pidfile is `pidfile`:
 /// `discoveryd.pid` → `discoveryd.sock` (see [`crate::config::beside_pidfile`]).
-pub fn socket_path(pidfile: &Path) -> PathBuf {
+pub(crate) fn socket_path(pidfile: &Path) -> PathBuf {
     crate::config::beside_pidfile(pidfile, "sock")
 }
 
 /// A bound control socket; its file is removed when dropped.
 #[derive(Debug)]
-pub struct ControlSocket {
+pub(crate) struct ControlSocket {
     path: PathBuf,
     listener: Option<UnixListener>,
 }
@@ -26,7 +26,7 @@ pub struct ControlSocket {
 impl ControlSocket {
     /// Binds the socket, replacing a stale file. Call it only while holding
     /// the pidfile, which makes any file there stale.
-    pub fn bind(path: &Path) -> io::Result<Self> {
+    pub(crate) fn bind(path: &Path) -> io::Result<Self> {
         super::files::remove_socket(path)?;
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
@@ -38,7 +38,7 @@ impl ControlSocket {
     }
 
     /// Hands the listener over to whoever serves it.
-    pub fn take_listener(&mut self) -> Option<UnixListener> {
+    pub(crate) fn take_listener(&mut self) -> Option<UnixListener> {
         self.listener.take()
     }
 }
@@ -53,7 +53,7 @@ impl Drop for ControlSocket {
 const QUERY_WAIT: Duration = Duration::from_secs(3);
 
 /// Asks the instance behind `path` for its status.
-pub fn query(path: &Path) -> io::Result<Status> {
+pub(crate) fn query(path: &Path) -> io::Result<Status> {
     query_within(path, QUERY_WAIT)
 }
 

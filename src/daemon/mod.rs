@@ -20,13 +20,12 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{dup2_stderr, dup2_stdout, geteuid, Pid};
 
 use control::query_within;
-pub use control::{query, socket_path, ControlSocket};
-pub use notify::{Notifier, MIN_WATCHDOG_PING};
-pub use pidfile::{probe, Pidfile, PidfileError, Probe};
+pub(crate) use control::{query, socket_path, ControlSocket};
+pub(crate) use notify::{Notifier, MIN_WATCHDOG_PING};
+pub(crate) use pidfile::{probe, Pidfile, PidfileError, Probe};
 
 use crate::config::{Config, ConfigSource};
 use crate::error::Error;
-use crate::logging::LogControl;
 use crate::status::{LastReload, Status};
 
 /// How long `stop` waits after SIGKILL before giving up.
@@ -53,7 +52,7 @@ pub(crate) fn redirect_output(path: &Path) -> Result<(), Error> {
 /// Checks, before `restart` stops anything, that a daemon for `config`
 /// could take its files: the pidfile (unless it is `running`, which the
 /// old instance gives back) and the log file, as `start` would open them.
-pub fn preflight(config: &Config, running: &Path) -> Result<(), Error> {
+pub(crate) fn preflight(config: &Config, running: &Path) -> Result<(), Error> {
     let pidfile = std::path::absolute(config.pidfile())?;
     if pidfile != std::path::absolute(running)? {
         if let Probe::Running { pid } = probe_at(&pidfile)? {
@@ -87,7 +86,7 @@ fn probe_at(pidfile: &Path) -> Result<Probe, Error> {
 
 /// The instance an instance command acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Located {
+pub(crate) struct Located {
     /// Its pidfile.
     pub pidfile: PathBuf,
     /// The pidfile the config names now, when the instance running this
@@ -103,7 +102,7 @@ pub struct Located {
 /// config's `pidfile` was edited after it started, or the config cannot be
 /// read any more), that one is found: a running daemon always stays
 /// reachable. `None` when there is neither.
-pub fn locate(pidfile: Option<PathBuf>, config: Option<&Path>) -> Option<Located> {
+pub(crate) fn locate(pidfile: Option<PathBuf>, config: Option<&Path>) -> Option<Located> {
     let named = pidfile.map(|pidfile| Located {
         pidfile,
         configured: None,
@@ -211,13 +210,24 @@ fn may_signal(pid: u32) -> Result<(), Error> {
     }
 }
 
+/// What the daemon side of [`start`] runs with.
+pub(crate) struct Daemonized {
+    /// Tells `start` (through the readiness pipe) and systemd how it goes.
+    pub(crate) notifier: Arc<Notifier>,
+    /// The log file its output goes to (to reopen on SIGUSR2).
+    pub(crate) log_file: PathBuf,
+    /// The pidfile to hold, resolved before it left its working directory.
+    pub(crate) pidfile: PathBuf,
+}
+
 /// Starts the service in the background. Returns, in the calling process,
 /// the daemon's pid once it is listening, or its own error if it could not
 /// start. In the daemon, it never returns.
-pub fn start(
+pub(crate) fn start(
     mut source: ConfigSource,
     config: &Config,
     ready_within: Duration,
+    daemon: impl FnOnce(ConfigSource, Daemonized) -> Result<(), Error>,
 ) -> Result<u32, Error> {
     let pidfile = std::path::absolute(config.pidfile())?;
     let log_path = std::path::absolute(config.log_file())?;
@@ -251,16 +261,14 @@ pub fn start(
             // First its pid, so that `start` can stop it if it never gets ready.
             let _ = writeln!(ready, "PID {}", std::process::id());
             let notifier = Arc::new(Notifier::from_env().with_start_pipe(ready));
-            let result = source.load().map_err(Error::from).and_then(|config| {
-                let log = LogControl::install(&config);
-                let options = crate::RunOptions {
-                    replace: false,
+            let result = daemon(
+                source,
+                Daemonized {
                     notifier: Arc::clone(&notifier),
-                    log_file: Some(log_path),
-                    pidfile: Some(pidfile),
-                };
-                crate::run(source, config, log, options)
-            });
+                    log_file: log_path,
+                    pidfile,
+                },
+            );
             let code = match result {
                 Ok(()) => crate::error::EXIT_OK,
                 Err(error) => {
@@ -360,7 +368,7 @@ fn await_ready(ready: File, within: Duration, log: &Path) -> Result<u32, Error> 
 
 /// What `stop` found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
+pub(crate) enum Stopped {
     /// Nothing was running.
     NotRunning,
     /// Nothing was running, but a stale pidfile was left; it is removed.
@@ -382,7 +390,7 @@ pub enum Stopped {
 
 /// Stops the instance holding `pidfile`: SIGTERM, then SIGKILL after
 /// `timeout`. Stopping what is not running succeeds.
-pub fn stop(pidfile: &Path, timeout: Duration) -> Result<Stopped, Error> {
+pub(crate) fn stop(pidfile: &Path, timeout: Duration) -> Result<Stopped, Error> {
     if let Probe::Stale { pid } = probe_at(pidfile)? {
         remove_files(pidfile);
         return Ok(Stopped::Stale { pid });
@@ -407,7 +415,7 @@ pub fn stop(pidfile: &Path, timeout: Duration) -> Result<Stopped, Error> {
 
 /// What `status` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StatusReport {
+pub(crate) enum StatusReport {
     /// Running, and it answered.
     Running(Box<Status>),
     /// Not running; `stale` is the pid of a dead instance's pidfile.
@@ -425,7 +433,7 @@ pub enum StatusReport {
 }
 
 /// Asks the instance holding `pidfile` for its status.
-pub fn status(pidfile: &Path) -> Result<StatusReport, Error> {
+pub(crate) fn status(pidfile: &Path) -> Result<StatusReport, Error> {
     Ok(match probe_at(pidfile)? {
         Probe::Absent => StatusReport::NotRunning { stale: None },
         Probe::Stale { pid } => StatusReport::NotRunning {
@@ -453,7 +461,7 @@ pub fn status(pidfile: &Path) -> Result<StatusReport, Error> {
 
 /// What `reload` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reloaded {
+pub(crate) enum Reloaded {
     /// Nothing is running.
     NotRunning,
     /// The daemon reloaded; this is the result.
@@ -467,7 +475,7 @@ pub enum Reloaded {
 
 /// Makes the instance holding `pidfile` reload its configuration
 /// (SIGHUP), and waits up to `wait` for the result.
-pub fn reload(pidfile: &Path, wait: Duration) -> Result<Reloaded, Error> {
+pub(crate) fn reload(pidfile: &Path, wait: Duration) -> Result<Reloaded, Error> {
     let Some(pid) = verified(pidfile)? else {
         return Ok(Reloaded::NotRunning);
     };

@@ -15,7 +15,7 @@ use nix::time::{clock_gettime, ClockId};
 use crate::error::Error;
 
 /// The shortest pause between two watchdog pings.
-pub const MIN_WATCHDOG_PING: Duration = Duration::from_millis(100);
+pub(crate) const MIN_WATCHDOG_PING: Duration = Duration::from_millis(100);
 
 /// Where systemd listens.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ struct Systemd {
 
 /// Sends lifecycle notifications to whoever waits for them.
 #[derive(Debug, Default)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     systemd: Option<Systemd>,
     watchdog: Option<Duration>,
     start_pipe: Mutex<Option<File>>,
@@ -35,7 +35,7 @@ pub struct Notifier {
 impl Notifier {
     /// A notifier for systemd, configured from `NOTIFY_SOCKET`,
     /// `WATCHDOG_USEC` and `WATCHDOG_PID`; silent when they are unset.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let systemd = std::env::var("NOTIFY_SOCKET").ok().and_then(|path| {
             let addr = match path.strip_prefix('@') {
                 Some(name) => UnixAddr::from_abstract_name(name.as_bytes()).ok()?,
@@ -64,7 +64,7 @@ impl Notifier {
     }
 
     /// Also reports readiness (or failure) on `pipe`, once.
-    pub fn with_start_pipe(self, pipe: File) -> Self {
+    pub(crate) fn with_start_pipe(self, pipe: File) -> Self {
         Self {
             start_pipe: Mutex::new(Some(pipe)),
             ..self
@@ -74,18 +74,18 @@ impl Notifier {
     /// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`, but never
     /// more often than every [`MIN_WATCHDOG_PING`] (a tiny value would
     /// otherwise keep a CPU busy pinging).
-    pub fn watchdog_interval(&self) -> Option<Duration> {
+    pub(crate) fn watchdog_interval(&self) -> Option<Duration> {
         self.watchdog.map(|d| (d / 2).max(MIN_WATCHDOG_PING))
     }
 
     /// True when `WATCHDOG_USEC` asks for pings more often than
     /// [`MIN_WATCHDOG_PING`] allows.
-    pub fn watchdog_clamped(&self) -> bool {
+    pub(crate) fn watchdog_clamped(&self) -> bool {
         self.watchdog.is_some_and(|d| d / 2 < MIN_WATCHDOG_PING)
     }
 
     /// The service answers on `addrs`.
-    pub fn ready(&self, addrs: &[SocketAddr]) {
+    pub(crate) fn ready(&self, addrs: &[SocketAddr]) {
         let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         self.systemd(&format!(
             "READY=1\nSTATUS=listening on {}\nMAINPID={}",
@@ -96,7 +96,7 @@ impl Notifier {
     }
 
     /// A reload starts.
-    pub fn reloading(&self) {
+    pub(crate) fn reloading(&self) {
         let usec = clock_gettime(ClockId::CLOCK_MONOTONIC)
             .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000)
             .unwrap_or(0);
@@ -106,22 +106,22 @@ impl Notifier {
     }
 
     /// A reload ended (applied or rejected); `status` says which.
-    pub fn reloaded(&self, status: &str) {
+    pub(crate) fn reloaded(&self, status: &str) {
         self.systemd(&format!("READY=1\nSTATUS={}", one_line(status)));
     }
 
     /// The service is stopping.
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.systemd("STOPPING=1\nSTATUS=stopping");
     }
 
     /// The service is alive.
-    pub fn watchdog(&self) {
+    pub(crate) fn watchdog(&self) {
         self.systemd("WATCHDOG=1");
     }
 
     /// The service failed before it was ready: tells `start` why.
-    pub fn failed(&self, error: &Error) {
+    pub(crate) fn failed(&self, error: &Error) {
         self.systemd(&format!("STATUS={}", one_line(&error.to_string())));
         self.pipe(&format!("ERROR {}\n{error}\n", error.exit_code()));
     }

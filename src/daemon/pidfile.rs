@@ -15,7 +15,7 @@ use super::files::{looks_like_pidfile, open_owned, pidfile_head, Access};
 
 /// What a pidfile says about its instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// No pidfile.
     Absent,
     /// A pidfile nobody holds (its process died without cleaning up).
@@ -32,7 +32,7 @@ pub enum Probe {
 
 /// A pidfile this process holds, removed when dropped.
 #[derive(Debug)]
-pub struct Pidfile {
+pub(crate) struct Pidfile {
     path: PathBuf,
     _lock: Flock<File>,
 }
@@ -61,7 +61,7 @@ pub enum PidfileError {
 impl Pidfile {
     /// Takes the pidfile: locks it, then writes our pid. A stale file is
     /// replaced; a held one is an error naming the holder.
-    pub fn acquire(path: &Path) -> Result<(Self, Probe), PidfileError> {
+    pub(crate) fn acquire(path: &Path) -> Result<(Self, Probe), PidfileError> {
         let io_err = |source: io::Error| PidfileError::Io {
             path: path.to_owned(),
             source,
@@ -104,7 +104,7 @@ impl Pidfile {
     }
 
     /// The pidfile's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -117,7 +117,7 @@ impl Drop for Pidfile {
 }
 
 /// Looks at a pidfile without taking it.
-pub fn probe(path: &Path) -> io::Result<Probe> {
+pub(crate) fn probe(path: &Path) -> io::Result<Probe> {
     // O_NONBLOCK: a FIFO planted there must not hang `status`.
     let opened = OpenOptions::new()
         .read(true)

@@ -2,21 +2,32 @@
 //!
 //! A responder plugin is a crate that depends on this one, and never on the
 //! daemon itself. It implements [`Responder`] and exposes a
-//! `register(&mut Registry)` function that the `discoveryd` binary calls
-//! behind a cargo feature.
+//! `register(&mut Registry)` function. The `discoveryd` binary calls it
+//! behind a cargo feature, or a binary of your own does, in its `main`:
+//! `discoveryd::cli::main_with(|registry| my_plugin::register(registry))`.
 //!
 //! The receive loop calls [`Responder::respond`] for every datagram, in
-//! `[[responders]]` order, until one answers or drops. It must not block,
-//! and it should not allocate: write the reply into the buffer you are given,
-//! whose capacity is kept from one datagram to the next.
+//! `[[responders]]` order, until one answers or drops.
+//!
+//! - **Concurrency.** `respond` runs concurrently on every worker thread
+//!   (one per socket, `workers` of them): take `&self` state that is
+//!   immutable or atomic, never a lock a datagram would wait on.
+//! - **No blocking, no allocation.** Write the reply into the buffer you
+//!   are given, whose capacity is kept from one datagram to the next.
+//! - **Panics** are caught, and restart the listener.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::de::DeserializeOwned;
 
+/// The TOML types a plugin's options come in, re-exported so that plugins
+/// need no `toml` dependency of their own (and the same version).
+pub use toml::{Table, Value};
+
 /// One received datagram, as a responder sees it.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Request<'a> {
     /// The datagram's payload, exactly as received (never truncated).
     pub payload: &'a [u8],
@@ -27,6 +38,23 @@ pub struct Request<'a> {
     /// The address to advertise: `advertise_ip` when configured, otherwise
     /// the local address the datagram arrived on.
     pub advertised_ip: IpAddr,
+}
+
+impl<'a> Request<'a> {
+    /// A request (for the daemon, and for plugins' own tests).
+    pub fn new(
+        payload: &'a [u8],
+        peer: SocketAddr,
+        local: SocketAddr,
+        advertised_ip: IpAddr,
+    ) -> Self {
+        Self {
+            payload,
+            peer,
+            local,
+            advertised_ip,
+        }
+    }
 }
 
 /// What a responder decided about a request.
@@ -40,7 +68,8 @@ pub enum Action {
     Drop,
 }
 
-/// A link of the responder chain.
+/// A link of the responder chain. `respond` runs concurrently on every
+/// worker thread: see the crate documentation.
 pub trait Responder: Send + Sync + 'static {
     /// Decides about one request. On [`Action::Reply`], `reply` holds the
     /// answer; it is empty when the call starts.
@@ -49,6 +78,7 @@ pub trait Responder: Send + Sync + 'static {
 
 /// Settings of the whole daemon that responders may build their answers from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Globals {
     /// The discovery request payload (`message`).
     pub message: String,
@@ -58,23 +88,48 @@ pub struct Globals {
     pub service_port: Option<u16>,
 }
 
+impl Globals {
+    /// The daemon-wide settings (for the daemon, and for plugins' tests).
+    pub fn new(
+        message: impl Into<String>,
+        response_prefix: impl Into<String>,
+        service_port: Option<u16>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            response_prefix: response_prefix.into(),
+            service_port,
+        }
+    }
+}
+
 /// What a plugin factory gets to build one responder: its own config
 /// section, the daemon-wide settings, and the name to log under.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct ResponderContext<'a> {
     /// The name to log under, such as `responders[1] (json)`.
     pub name: &'a str,
     /// This responder's `[[responders]]` table, without its `type` key.
-    pub options: &'a toml::Table,
+    pub options: &'a Table,
     /// The daemon-wide settings.
     pub globals: &'a Globals,
 }
 
-impl ResponderContext<'_> {
+impl<'a> ResponderContext<'a> {
+    /// A context (for the daemon, and for plugins' own tests).
+    pub fn new(name: &'a str, options: &'a Table, globals: &'a Globals) -> Self {
+        Self {
+            name,
+            options,
+            globals,
+        }
+    }
+
     /// Deserializes this responder's options into the plugin's own config
     /// struct (which should use `#[serde(deny_unknown_fields)]`).
     pub fn options<T: DeserializeOwned>(&self) -> Result<T, BuildError> {
-        toml::Value::Table(self.options.clone())
+        Value::Table(self.options.clone())
             .try_into()
             .map_err(|e: toml::de::Error| BuildError::Options(e.message().to_owned()))
     }
@@ -100,6 +155,15 @@ pub enum BuildError {
 /// Builds a responder from its context.
 pub type Factory = fn(&ResponderContext<'_>) -> Result<Box<dyn Responder>, BuildError>;
 
+/// Why a responder type could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Another responder type has the name already.
+    #[error("the responder type `{0}` is registered twice; give one of them another name")]
+    Taken(&'static str),
+}
+
 /// The responder types a binary knows, by the name used in `type = "..."`.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
@@ -112,10 +176,14 @@ impl Registry {
         Self::default()
     }
 
-    /// Makes `name` available as a `[[responders]]` type. A second
-    /// registration under the same name replaces the first.
-    pub fn register(&mut self, name: &'static str, factory: Factory) {
+    /// Makes `name` available as a `[[responders]]` type. A name already
+    /// taken is an error, never a silent replacement.
+    pub fn register(&mut self, name: &'static str, factory: Factory) -> Result<(), RegistryError> {
+        if self.factories.contains_key(name) {
+            return Err(RegistryError::Taken(name));
+        }
         self.factories.insert(name, factory);
+        Ok(())
     }
 
     /// The factory registered under `name`.
@@ -147,13 +215,17 @@ mod tests {
     }
 
     #[test]
-    fn registry_lists_sorted_names_and_finds_factories() {
+    fn registry_lists_sorted_names_and_refuses_a_taken_one() {
         let mut registry = Registry::new();
-        registry.register("zeta", |_| Ok(Box::new(Echo)));
-        registry.register("alpha", |_| Ok(Box::new(Echo)));
+        registry.register("zeta", |_| Ok(Box::new(Echo))).unwrap();
+        registry.register("alpha", |_| Ok(Box::new(Echo))).unwrap();
         assert_eq!(registry.names().collect::<Vec<_>>(), ["alpha", "zeta"]);
         assert!(registry.get("alpha").is_some());
         assert!(registry.get("beta").is_none());
+        assert_eq!(
+            registry.register("alpha", |_| Ok(Box::new(Echo))),
+            Err(RegistryError::Taken("alpha"))
+        );
     }
 
     #[derive(serde::Deserialize, Debug)]
@@ -165,19 +237,11 @@ mod tests {
 
     #[test]
     fn options_reject_unknown_keys_by_name() {
-        let mut table = toml::Table::new();
+        let mut table = Table::new();
         table.insert("message".into(), "HI".into());
         table.insert("bogus".into(), 1.into());
-        let globals = Globals {
-            message: "M".into(),
-            response_prefix: "P".into(),
-            service_port: None,
-        };
-        let ctx = ResponderContext {
-            name: "t",
-            options: &table,
-            globals: &globals,
-        };
+        let globals = Globals::new("M", "P", None);
+        let ctx = ResponderContext::new("t", &table, &globals);
         let err = ctx.options::<Opts>().unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
     }

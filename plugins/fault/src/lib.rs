@@ -11,7 +11,9 @@
 //!
 //! Every other datagram passes to the next responder.
 
-use discoveryd_api::{Action, BuildError, Registry, Request, Responder, ResponderContext};
+use discoveryd_api::{
+    Action, BuildError, Registry, RegistryError, Request, Responder, ResponderContext,
+};
 use serde::Deserialize;
 
 /// The name this plugin registers under.
@@ -31,8 +33,8 @@ fn default_trigger() -> String {
 }
 
 /// Registers the `fault` responder.
-pub fn register(registry: &mut Registry) {
-    registry.register(NAME, build);
+pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
+    registry.register(NAME, build)
 }
 
 fn build(ctx: &ResponderContext<'_>) -> Result<Box<dyn Responder>, BuildError> {

@@ -22,7 +22,9 @@
 
 use std::io::Write as _;
 
-use discoveryd_api::{Action, BuildError, Registry, Request, Responder, ResponderContext};
+use discoveryd_api::{
+    Action, BuildError, Registry, RegistryError, Request, Responder, ResponderContext,
+};
 use serde::Deserialize;
 
 /// The name this plugin registers under.
@@ -58,8 +60,8 @@ fn default_name() -> String {
 }
 
 /// Registers the `json` responder.
-pub fn register(registry: &mut Registry) {
-    registry.register(NAME, build);
+pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
+    registry.register(NAME, build)
 }
 
 fn build(ctx: &ResponderContext<'_>) -> Result<Box<dyn Responder>, BuildError> {
@@ -138,25 +140,17 @@ mod tests {
         service_port: Option<u16>,
     ) -> Result<Box<dyn Responder>, BuildError> {
         let options: toml::Table = options.parse().unwrap();
-        let globals = Globals {
-            message: "DISCOVER_SERVER".into(),
-            response_prefix: "SERVER_IP:".into(),
-            service_port,
-        };
-        build(&ResponderContext {
-            name: "json",
-            options: &options,
-            globals: &globals,
-        })
+        let globals = Globals::new("DISCOVER_SERVER", "SERVER_IP:", service_port);
+        build(&ResponderContext::new("json", &options, &globals))
     }
 
     fn ask(r: &dyn Responder, payload: &[u8]) -> (Action, Vec<u8>) {
-        let request = Request {
+        let request = Request::new(
             payload,
-            peer: "192.0.2.7:5000".parse().unwrap(),
-            local: "192.0.2.1:9999".parse().unwrap(),
-            advertised_ip: "192.0.2.1".parse().unwrap(),
-        };
+            "192.0.2.7:5000".parse().unwrap(),
+            "192.0.2.1:9999".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+        );
         let mut reply = Vec::new();
         (r.respond(&request, &mut reply), reply)
     }

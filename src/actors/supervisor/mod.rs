@@ -1,0 +1,597 @@
+//! The supervisor: the only place that decides lifecycle. Its decisions
+//! about the listener are a state machine ([`machine`]); this actor feeds
+//! it the events that arrive as messages and carries out the commands it
+//! returns: it spawns listener incarnations, schedules retries and
+//! restarts, swaps configurations in, and decides the exit code. Its other
+//! children (the config watcher, the timer, ...) are a set with their own
+//! restart strategies ([`children`]).
+
+mod children;
+mod machine;
+mod report;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
+use discoveryd_api::Registry;
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+pub(crate) use children::{Child, ChildContext, Restart};
+pub(crate) use machine::Plan;
+use machine::{Cause, Command, Event, Exit, FailedBind, Failure, Id, Machine, Strategies};
+
+use crate::actors::{Leave, ListenerActor, Sockets, StopListener};
+use crate::config::{Config, ConfigErrors, ConfigSource};
+use crate::error::Error;
+use crate::logging::LogControl;
+use crate::messages::{
+    ChildExited, ConfigChanged, ConfigRejected, ConfigUnchanged, GaveUp, ListenerError,
+    ListenerFailed, ListenerStarted, ListenerStopped, Notice, PortConflict, Shutdown,
+    ShutdownReason, TimerExpired,
+};
+use crate::net::{SubnetNews, SubnetWatch};
+use crate::receiver::Shared;
+use crate::service::{Observer, Request, Requests};
+use crate::status::{ReloadResult, ReloadTrigger, Reloads};
+use crate::supervision::BindFailure;
+use children::{Children, Decision};
+
+/// How often refusals are summed up in the log.
+const REFUSAL_LOG_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often the directly connected subnets are read again.
+const SUBNET_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How the service ended.
+pub(crate) type Outcome = Result<(), Error>;
+
+/// Everything a supervisor starts from.
+pub(crate) struct Launch {
+    /// Where the configuration comes from (for reloads).
+    pub(crate) source: ConfigSource,
+    /// The responder types known.
+    pub(crate) registry: Arc<Registry>,
+    /// The configuration, already validated into `shared`'s snapshot.
+    pub(crate) config: Config,
+    /// The snapshot and counters the receive loops share.
+    pub(crate) shared: Shared,
+    /// The log level control.
+    pub(crate) log: LogControl,
+    /// Who hears about the lifecycle.
+    pub(crate) observer: Arc<dyn Observer>,
+    /// Requests from handles (status, reload).
+    pub(crate) requests: Option<Requests>,
+    /// The pidfile the status document names.
+    pub(crate) pidfile: Option<PathBuf>,
+    /// The children besides the listener.
+    pub(crate) children: Vec<Box<dyn Child>>,
+    /// Where to report how the service ended.
+    pub(crate) done: oneshot::Sender<Outcome>,
+}
+
+/// A listener incarnation's actor, and what it bound.
+struct Listener {
+    addr: Addr<ListenerActor>,
+    sockets: Sockets,
+}
+
+/// The root actor.
+pub(crate) struct SupervisorActor {
+    machine: Machine<ConfigChanged>,
+    listeners: HashMap<Id, Listener>,
+    children: Children,
+    source: ConfigSource,
+    registry: Arc<Registry>,
+    config: Arc<Config>,
+    shared: Shared,
+    log: LogControl,
+    observer: Arc<dyn Observer>,
+    requests: Option<Requests>,
+    pidfile: Option<PathBuf>,
+    started: Instant,
+    reloads: Reloads,
+    reloading: bool,
+    refused_logged: std::collections::BTreeMap<String, u64>,
+    subnets: SubnetWatch,
+    stop_reason: Option<ShutdownReason>,
+    done: Option<oneshot::Sender<Outcome>>,
+}
+
+impl SupervisorActor {
+    /// A supervisor for a validated configuration.
+    pub(crate) fn new(launch: Launch) -> Self {
+        let Launch {
+            source,
+            registry,
+            config,
+            shared,
+            log,
+            observer,
+            requests,
+            pidfile,
+            children,
+            done,
+        } = launch;
+        Self {
+            machine: Machine::new(strategies(&config)),
+            listeners: HashMap::new(),
+            children: Children::new(children),
+            source,
+            registry,
+            config: Arc::new(config),
+            shared,
+            log,
+            observer,
+            requests,
+            pidfile,
+            started: Instant::now(),
+            reloads: Reloads::default(),
+            reloading: false,
+            refused_logged: Default::default(),
+            subnets: SubnetWatch::default(),
+            stop_reason: None,
+            done: Some(done),
+        }
+    }
+
+    fn child_context(&self, ctx: &Context<Self>) -> ChildContext {
+        ChildContext {
+            supervisor: ctx.address(),
+            config: Arc::clone(&self.config),
+            source: self.source.clone(),
+            registry: Arc::clone(&self.registry),
+            snapshot: Arc::clone(&self.shared.snapshot),
+            observer: Arc::clone(&self.observer),
+        }
+    }
+
+    /// Feeds the state machine one event, and carries out its commands.
+    fn feed(&mut self, event: Event<ConfigChanged>, ctx: &mut Context<Self>) {
+        let commands = self.machine.on(event, Instant::now(), fastrand::f64());
+        for command in commands {
+            self.execute(command, ctx);
+        }
+    }
+
+    fn execute(&mut self, command: Command<ConfigChanged>, ctx: &mut Context<Self>) {
+        match command {
+            Command::Spawn {
+                id,
+                plan,
+                attempt,
+                beside,
+            } => {
+                if beside.is_some() && attempt == 0 {
+                    info!(addrs = ?plan.addrs, workers = plan.workers, "config changed; binding the new addresses first");
+                }
+                let beside = beside
+                    .and_then(|b| self.listeners.get(&b))
+                    .map(|l| l.sockets.clone())
+                    .unwrap_or_default();
+                let actor = ListenerActor::new(
+                    id,
+                    plan,
+                    beside,
+                    attempt,
+                    self.shared.clone(),
+                    ctx.address(),
+                );
+                let listener = Listener {
+                    addr: actor.start(),
+                    sockets: Sockets::default(),
+                };
+                self.listeners.insert(id, listener);
+            }
+            Command::Leave {
+                id,
+                stays,
+                steer_to,
+            } => {
+                if let Some(listener) = self.listeners.get(&id) {
+                    listener.addr.do_send(Leave { stays, steer_to });
+                }
+            }
+            Command::Stop { id } => {
+                if let Some(listener) = self.listeners.get(&id) {
+                    listener.addr.do_send(StopListener);
+                }
+            }
+            Command::SteerOwn { id } => {
+                if let Some(listener) = self.listeners.get(&id) {
+                    listener.sockets.steer_own();
+                }
+            }
+            Command::ReleaseMemory => crate::memory::release_freed(),
+            Command::Schedule { after, event } => {
+                ctx.run_later(after, move |sup, ctx| sup.feed(event, ctx));
+            }
+            Command::Ready { addrs } => {
+                info!(addrs = ?addrs, "listening for discovery requests");
+                self.observer.ready(&addrs);
+                self.children.notify(&Notice::Ready);
+            }
+            Command::Restarted { addrs } => info!(addrs = ?addrs, "listener restarted"),
+            Command::Restarting {
+                error,
+                restarts,
+                after,
+            } => {
+                self.shared
+                    .counters
+                    .restarts
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(%error, restarts, restart_in = ?after, "listener failed; restarting");
+            }
+            Command::Retrying {
+                addr,
+                attempt,
+                after,
+            } => info!(%addr, attempt, retry_in = ?after, "retrying bind after cleanup"),
+            Command::Apply { reload, rebound } => {
+                if rebound {
+                    info!(addrs = ?self.machine.bound(), "listening on new addresses");
+                }
+                self.apply(reload, ctx);
+            }
+            Command::Reject { key, cause } => {
+                let error = match cause {
+                    Cause::Bind(FailedBind {
+                        addr,
+                        failure,
+                        tries,
+                    }) => Error::bind(failure, addr, tries, &self.source.describe()).to_string(),
+                    Cause::Failed(error) => error,
+                };
+                let errors = ConfigErrors(vec![self
+                    .source
+                    .error(key, format!("{error}; the running config keeps serving"))]);
+                self.rejected(&errors);
+            }
+            Command::Finish(outcome) => {
+                let outcome = outcome.map_err(|failure| match failure {
+                    Failure::GaveUp { restarts, window } => {
+                        error!(child = "listener", restarts, window = ?window, "supervisor gave up");
+                        Error::GaveUp {
+                            child: "listener",
+                            restarts,
+                            window,
+                        }
+                    }
+                    Failure::Bind(FailedBind {
+                        addr,
+                        failure,
+                        tries,
+                    }) => Error::bind(failure, addr, tries, &self.source.describe()),
+                });
+                if let Some(done) = self.done.take() {
+                    let _ = done.send(outcome);
+                }
+                ctx.stop();
+            }
+        }
+    }
+
+    /// Makes a reloaded configuration the running one.
+    fn apply(&mut self, reload: ConfigChanged, _ctx: &mut Context<Self>) {
+        let ConfigChanged {
+            diff,
+            config,
+            snapshot,
+        } = reload;
+        self.shared.snapshot.store(snapshot);
+        self.log.apply(&config);
+        for key in diff.next_start() {
+            warn!(key = %key, "changed; it applies from the next start");
+        }
+        info!(changed = %diff, "config reloaded");
+        self.end_reload(ReloadResult::Applied, diff.to_string());
+        self.children.notify(&Notice::Applied(Arc::clone(&config)));
+        self.config = config;
+    }
+
+    fn rejected(&mut self, errors: &ConfigErrors) {
+        for error in &errors.0 {
+            warn!(%error, "config rejected; the running config keeps serving");
+        }
+        self.begin_reload();
+        self.end_reload(ReloadResult::Rejected, errors.to_string());
+    }
+
+    /// Tells the observer a reload has begun (once per reload).
+    fn begin_reload(&mut self) {
+        if !self.reloading {
+            self.reloading = true;
+            self.observer.reloading();
+        }
+    }
+
+    /// Records how a reload ended, and tells the observer.
+    fn end_reload(&mut self, result: ReloadResult, detail: String) {
+        let at_ms = self.started.elapsed().as_millis() as u64;
+        let last = self.reloads.record(result, detail, at_ms);
+        self.observer.reloaded(last);
+        self.reloading = false;
+    }
+
+    /// Reads the directly connected subnets again.
+    fn refresh_subnets(&mut self) {
+        let listing = crate::net::local_subnets();
+        match self.subnets.update(listing, &self.shared.subnets) {
+            Some(SubnetNews::Failed(e)) => {
+                warn!(error = %e, "cannot list the network interfaces; on_link_only keeps the last known subnets");
+            }
+            Some(SubnetNews::Recovered) => info!("the network interfaces can be listed again"),
+            None => {}
+        }
+    }
+
+    /// The listener incarnation `id` ended: forget it, and tell the machine.
+    fn listener_exited(&mut self, id: Id, exit: Exit, ctx: &mut Context<Self>) {
+        self.listeners.remove(&id);
+        self.feed(Event::Exited { id, exit }, ctx);
+    }
+
+    fn stop(&mut self, reason: ShutdownReason, ctx: &mut Context<Self>) {
+        if self.stop_reason.is_some() {
+            return;
+        }
+        info!(reason = ?reason, "stopping");
+        self.stop_reason = Some(reason);
+        self.observer.stopping();
+        self.feed(Event::Shutdown, ctx);
+    }
+}
+
+/// The strategies a configuration asks for.
+fn strategies(config: &Config) -> Strategies {
+    Strategies {
+        restart: config.supervision.restart_on_failure.clone(),
+        retry: config.supervision.retry_after_cleanup.clone(),
+    }
+}
+
+/// What `config` asks to bind (port 0 keeps the port first bound).
+fn plan_for(config: &Config) -> Plan {
+    Plan {
+        addrs: config
+            .bind
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, config.port))
+            .collect(),
+        workers: config.workers(),
+        recv_buffer: config.recv_buffer,
+    }
+}
+
+impl Actor for SupervisorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(REFUSAL_LOG_PERIOD, |sup, _| sup.log_refusals());
+        // Interfaces come and go (DHCP, hotplug): keep `on_link_only` current.
+        ctx.run_interval(SUBNET_REFRESH, |sup, _| sup.refresh_subnets());
+        if let Some(Requests(mut requests)) = self.requests.take() {
+            let me = ctx.address();
+            actix_rt::spawn(async move {
+                while let Some(request) = requests.recv().await {
+                    me.do_send(Requested(request));
+                }
+            });
+        }
+        let children = self.child_context(ctx);
+        self.children.start_all(&children);
+        let plan = plan_for(&self.config);
+        for command in self.machine.start(plan) {
+            self.execute(command, ctx);
+        }
+    }
+}
+
+/// A request from a [`crate::service::Handle`].
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Requested(Request);
+
+impl Handler<Requested> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, Requested(request): Requested, _: &mut Context<Self>) {
+        match request {
+            Request::Status(reply) => drop(reply.send(self.status())),
+            Request::Reload => self
+                .children
+                .notify(&Notice::Reload(ReloadTrigger::Request)),
+        }
+    }
+}
+
+impl Handler<ListenerStarted> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ListenerStarted, ctx: &mut Context<Self>) {
+        let addrs = msg.sockets.addrs.clone();
+        if let Some(listener) = self.listeners.get_mut(&msg.incarnation) {
+            listener.sockets = msg.sockets;
+        }
+        self.feed(
+            Event::Bound {
+                id: msg.incarnation,
+                addrs,
+            },
+            ctx,
+        );
+    }
+}
+
+impl Handler<PortConflict> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PortConflict, ctx: &mut Context<Self>) {
+        let holder = msg.holder.as_ref().map(ToString::to_string);
+        warn!(addr = %msg.addr, holder = holder.as_deref().unwrap_or("unknown"), attempt = msg.attempt, "port conflict");
+        let exit = Exit::BindFailed {
+            addr: msg.addr,
+            failure: BindFailure::Busy(msg.holder),
+        };
+        self.listener_exited(msg.incarnation, exit, ctx);
+    }
+}
+
+impl Handler<ListenerFailed> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ListenerFailed, ctx: &mut Context<Self>) {
+        error!(error = %msg.error, "listener failed");
+        let exit = match msg.error {
+            ListenerError::Bind(e) => Exit::BindFailed {
+                addr: e.addr,
+                failure: BindFailure::of(&e),
+            },
+            error => Exit::Failed {
+                error: error.to_string(),
+            },
+        };
+        self.listener_exited(msg.incarnation, exit, ctx);
+    }
+}
+
+impl Handler<ListenerStopped> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ListenerStopped, ctx: &mut Context<Self>) {
+        self.listener_exited(msg.incarnation, Exit::Stopped, ctx);
+    }
+}
+
+impl Handler<ConfigChanged> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConfigChanged, ctx: &mut Context<Self>) {
+        if self.stop_reason.is_some() {
+            return;
+        }
+        self.begin_reload();
+        let plan = plan_for(&msg.config);
+        let strategies = strategies(&msg.config);
+        self.feed(
+            Event::Reload {
+                plan,
+                strategies,
+                reload: msg,
+            },
+            ctx,
+        );
+    }
+}
+
+impl Handler<ConfigRejected> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConfigRejected, _: &mut Context<Self>) {
+        self.rejected(&msg.errors);
+    }
+}
+
+impl Handler<ConfigUnchanged> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConfigUnchanged, _: &mut Context<Self>) {
+        self.begin_reload();
+        self.end_reload(
+            ReloadResult::Unchanged,
+            format!(
+                "{}: the running config already matches the file",
+                msg.trigger
+            ),
+        );
+    }
+}
+
+impl Handler<TimerExpired> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: TimerExpired, ctx: &mut Context<Self>) {
+        info!(after = %msg.after, "duration expired");
+        self.observer.duration_expired(msg.after);
+        self.stop(ShutdownReason::DurationElapsed, ctx);
+    }
+}
+
+impl Handler<ChildExited> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChildExited, ctx: &mut Context<Self>) {
+        if self.stop_reason.is_some() {
+            return;
+        }
+        if let Some(error) = &msg.error {
+            warn!(child = msg.child, %error, "child failed");
+        }
+        let decision = self.children.exited(
+            msg.child,
+            msg.error.is_some(),
+            Instant::now(),
+            fastrand::f64(),
+        );
+        match decision {
+            Decision::Done => {}
+            Decision::Restart(after) => {
+                let name = msg.child;
+                ctx.run_later(after, move |sup, ctx| {
+                    let children = sup.child_context(ctx);
+                    sup.children.restart(name, &children);
+                });
+            }
+            Decision::GiveUp {
+                restarts,
+                window,
+                essential: true,
+            } => ctx.notify(GaveUp {
+                child: msg.child,
+                restarts,
+                window,
+            }),
+            Decision::GiveUp { restarts, .. } => {
+                error!(
+                    child = msg.child,
+                    restarts, "child keeps failing; going on without it"
+                );
+            }
+        }
+    }
+}
+
+impl Handler<GaveUp> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: GaveUp, ctx: &mut Context<Self>) {
+        error!(child = msg.child, restarts = msg.restarts, window = ?msg.window, "supervisor gave up");
+        let GaveUp {
+            child,
+            restarts,
+            window,
+        } = msg;
+        if let Some(done) = self.done.take() {
+            let _ = done.send(Err(Error::GaveUp {
+                child,
+                restarts,
+                window,
+            }));
+        }
+        self.stop(ShutdownReason::Requested, ctx);
+    }
+}
+
+impl Handler<Shutdown> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) {
+        self.stop(msg.reason, ctx);
+    }
+}

@@ -1,0 +1,212 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration::HumanDuration;
+
+/// LAN service discovery: answers DISCOVER_SERVER with SERVER_IP:<ip>.
+#[derive(Debug, Parser)]
+#[command(name = "discoveryd", version, about)]
+pub(super) struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Run the discovery service in the foreground.
+    Run(RunArgs),
+    /// Validate the config and print the effective config as TOML.
+    Check(ConfigArg),
+    /// Find discovery servers: broadcast on every IPv4 interface, or ask --target hosts.
+    Discover(DiscoverArgs),
+    /// Start the service in the background; returns once it listens.
+    Start(StartArgs),
+    /// Stop the background service: SIGTERM, then SIGKILL after --timeout.
+    Stop(StopArgs),
+    /// Validate the new config and port, then stop and start.
+    Restart(RestartArgs),
+    /// Show whether the service runs (LSB: 0 running, 1 dead with a pidfile, 3 not running, 4 unknown).
+    Status(StatusArgs),
+    /// Make the running service reload its config file, and wait for the result.
+    Reload(ReloadArgs),
+    /// Load a discovery server with a bounded closed-loop benchmark.
+    Bench(BenchArgs),
+}
+
+/// The most client sockets `bench` runs (one thread each).
+pub(super) const MAX_CLIENTS: u16 = 256;
+/// The most requests in flight per `bench` client.
+pub(super) const MAX_WINDOW: u16 = 1024;
+
+#[derive(Debug, Args)]
+pub(super) struct BenchArgs {
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
+    /// The server to load (default: 127.0.0.1 on the configured port).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub(super) target: Option<String>,
+    /// Concurrent client sockets (1 to 256).
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CLIENTS)))]
+    pub(super) clients: u16,
+    /// Requests in flight per client (1 to 1024).
+    #[arg(long, value_name = "W", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_WINDOW)))]
+    pub(super) window: u16,
+    /// How long to send (at most 5m).
+    #[arg(
+        long,
+        value_name = "D",
+        default_value = "5s",
+        allow_hyphen_values = true
+    )]
+    pub(super) duration: HumanDuration,
+    /// Stop after this many requests in all.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(super) requests: Option<u64>,
+    /// The request to send (default: the configured message).
+    #[arg(long, value_name = "S")]
+    pub(super) message: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(super) json: bool,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    pub(super) allow_remote: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ConfigArg {
+    /// The config file (TOML); without it, built-in defaults and DISCOVERYD_* variables.
+    #[arg(long, short, value_name = "PATH")]
+    pub(super) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct InstanceArgs {
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
+    /// The pidfile that identifies the instance (default: from the config).
+    #[arg(long, value_name = "PATH")]
+    pub(super) pidfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RunArgs {
+    #[command(flatten)]
+    pub(super) instance: InstanceArgs,
+    /// UDP port to listen on (0: any free port, for tests).
+    #[arg(long, value_name = "N")]
+    pub(super) port: Option<u16>,
+    /// The discovery request to answer.
+    #[arg(long, value_name = "S")]
+    pub(super) message: Option<String>,
+    /// Stop after this long: 90s, 2m, 1h 30m, or seconds.
+    #[arg(long, value_name = "D", allow_hyphen_values = true)]
+    pub(super) duration: Option<HumanDuration>,
+    /// If another instance holds the pidfile, stop it first.
+    #[arg(long)]
+    pub(super) replace: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct StartArgs {
+    #[command(flatten)]
+    pub(super) instance: InstanceArgs,
+    /// Where the daemon writes its output (default: beside the pidfile).
+    #[arg(long, value_name = "PATH")]
+    pub(super) log_file: Option<PathBuf>,
+    /// How long to wait for the daemon to listen; past it, it is stopped.
+    #[arg(
+        long,
+        value_name = "D",
+        default_value = "90s",
+        allow_hyphen_values = true
+    )]
+    pub(super) wait: HumanDuration,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct StopArgs {
+    #[command(flatten)]
+    pub(super) instance: InstanceArgs,
+    #[command(flatten)]
+    pub(super) kill: KillAfter,
+}
+
+/// How `stop` (and `restart`) escalate.
+#[derive(Debug, Args)]
+pub(super) struct KillAfter {
+    /// How long to wait after SIGTERM before SIGKILL.
+    #[arg(
+        long,
+        value_name = "D",
+        default_value = "5s",
+        allow_hyphen_values = true
+    )]
+    pub(super) timeout: HumanDuration,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ReloadArgs {
+    #[command(flatten)]
+    pub(super) instance: InstanceArgs,
+    /// How long to wait for the result.
+    #[arg(
+        long,
+        value_name = "D",
+        default_value = "5s",
+        allow_hyphen_values = true
+    )]
+    pub(super) timeout: HumanDuration,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RestartArgs {
+    #[command(flatten)]
+    pub(super) start: StartArgs,
+    #[command(flatten)]
+    pub(super) kill: KillAfter,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct StatusArgs {
+    #[command(flatten)]
+    pub(super) instance: InstanceArgs,
+    /// Print the status document as JSON (whether or not it runs).
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DiscoverArgs {
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
+    /// The port servers listen on.
+    #[arg(long, value_name = "N")]
+    pub(super) port: Option<u16>,
+    /// The discovery request to send.
+    #[arg(long, value_name = "S")]
+    pub(super) message: Option<String>,
+    /// How long to wait for answers: 500ms, 2s, ...
+    #[arg(long, value_name = "D", allow_hyphen_values = true)]
+    pub(super) timeout: Option<HumanDuration>,
+    /// Ask this host (unicast or broadcast) instead of broadcasting; repeatable.
+    #[arg(long = "target", value_name = "HOST[:PORT]")]
+    pub(super) targets: Vec<String>,
+    /// With --target: broadcast on every IPv4 interface as well.
+    #[arg(long)]
+    pub(super) broadcast: bool,
+    /// Return at the first answer.
+    #[arg(long)]
+    pub(super) first: bool,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub(super) json: bool,
+    /// Also show malformed answers and failed sends.
+    #[arg(long, short)]
+    pub(super) verbose: bool,
+}

@@ -1,0 +1,175 @@
+//! The commands that need no instance: `check`, `discover`, `bench`; and
+//! `restart`'s port check.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use discoveryd_api::Registry;
+
+use super::args::{BenchArgs, ConfigArg, DiscoverArgs};
+use super::output::{err_line, fail, out, print_report, warn_ignored_env};
+use super::source;
+use crate::config::{Config, ConfigSource, Overrides};
+use crate::error::Error;
+
+pub(super) fn check(args: ConfigArg, registry: &Registry) -> Result<(), Error> {
+    warn_ignored_env();
+    let toml = crate::check(&source(args, Overrides::default()), registry)?;
+    out(format_args!("{toml}"))
+        .map_err(|e| Error::Setup(format!("cannot write the effective config to stdout: {e}")))
+}
+
+/// Exit codes of `discover`: 0 found, 1 none found, 2 bad usage.
+pub(super) fn discover(args: DiscoverArgs) -> ExitCode {
+    let overrides = Overrides {
+        port: args.port,
+        message: args.message,
+        timeout: args.timeout,
+        ..Overrides::default()
+    };
+    let mut options = match source(args.config, overrides).load() {
+        Ok(config) => crate::DiscoverOptions::from_config(&config),
+        Err(e) => return fail(&Error::from(e)),
+    };
+    if options.port == 0 {
+        return fail(&Error::Usage(
+            "--port 0: servers cannot listen on port 0; give their port (1 to 65535)".into(),
+        ));
+    }
+    for target in &args.targets {
+        match crate::resolve_target(target, options.port) {
+            Ok(addrs) => options.targets.extend(addrs),
+            Err(e) => return fail(&Error::Usage(e)),
+        }
+    }
+    options.broadcast = args.targets.is_empty() || args.broadcast;
+    options.first = args.first;
+    let found = match crate::discover_blocking(&options) {
+        Ok(found) => found,
+        Err(e) => {
+            err_line(format_args!(
+                "discoveryd: error: cannot send discovery requests: {e}"
+            ));
+            return ExitCode::from(crate::EXIT_INTERNAL);
+        }
+    };
+    if found.sent_to.is_empty() && found.send_errors.is_empty() {
+        err_line(format_args!(
+            "discoveryd: no IPv4 interface can broadcast; ask a host with --target HOST[:PORT]"
+        ));
+    }
+    let written = if args.json {
+        out(format_args!("{}\n", found.to_json()))
+    } else {
+        out(format_args!("{}", found.table()))
+    };
+    if let Err(e) = written {
+        err_line(format_args!(
+            "discoveryd: error: cannot write the result to stdout: {e}"
+        ));
+        return ExitCode::from(crate::EXIT_INTERNAL);
+    }
+    if !args.json {
+        if args.verbose {
+            for m in &found.malformed {
+                err_line(format_args!(
+                    "malformed reply from {} ({}): {:?}",
+                    m.from, m.reason, m.reply
+                ));
+            }
+            for (to, e) in &found.send_errors {
+                err_line(format_args!("cannot send to {to}: {e}"));
+            }
+        }
+        err_line(format_args!("{}", found.summary()));
+    }
+    if found.servers.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub(super) fn bench(args: BenchArgs) -> Result<(), Error> {
+    let overrides = Overrides {
+        message: args.message,
+        ..Overrides::default()
+    };
+    let config = source(args.config, overrides).load()?;
+    let target = args.target.as_deref().unwrap_or("127.0.0.1");
+    let target = *crate::resolve_target(target, config.port)
+        .map_err(Error::Usage)?
+        .first()
+        .ok_or_else(|| Error::Usage(format!("--target {target}: no address")))?;
+    if crate::is_broadcast(target.ip()) {
+        return Err(Error::Usage(format!(
+            "--target {target} is a broadcast or multicast address; bench loads one server: give its own address"
+        )));
+    }
+    if !target.ip().is_loopback() && !args.allow_remote {
+        return Err(Error::Usage(format!(
+            "--target {target} is not a loopback address; add --allow-remote to load a server you own"
+        )));
+    }
+    if args.duration.get() > crate::MAX_DURATION {
+        return Err(Error::Usage(format!(
+            "--duration {}: at most 5m",
+            args.duration
+        )));
+    }
+    let options = crate::BenchOptions {
+        target,
+        clients: args.clients.into(),
+        window: args.window.into(),
+        duration: args.duration.get(),
+        requests: args.requests,
+        message: config.message.into_bytes(),
+        response_prefix: config.response_prefix.into_bytes(),
+        reply_timeout: Duration::from_millis(200),
+        stop: None,
+    };
+    let report =
+        crate::bench(&options).map_err(|e| Error::Setup(format!("cannot load {target}: {e}")))?;
+    if report.sent == 0 {
+        return Err(Error::Usage(format!(
+            "--duration {}: too short to send a single request; give a longer one",
+            args.duration
+        )));
+    }
+    print_report(&report, args.json);
+    if report.replies == 0 {
+        return Err(Error::NoReply(format!(
+            "no reply from {target} to any of {} requests: is a discovery server listening there, with this message?",
+            report.sent
+        )));
+    }
+    Ok(())
+}
+
+/// Checks, before `restart` stops the running instance, that every address
+/// the new `config` asks for can be bound. Those the running instance
+/// holds (`held`, or covered by a wildcard it holds) are its to hand over;
+/// any other must be free now. A failure names the port and its holder.
+pub(super) fn check_ports(
+    source: &ConfigSource,
+    config: &Config,
+    held: &[SocketAddr],
+) -> Result<(), Error> {
+    for &ip in &config.bind {
+        let addr = SocketAddr::new(ip, config.port);
+        let covered = held.iter().any(|h| {
+            h.port() == addr.port()
+                && h.is_ipv4() == addr.is_ipv4()
+                && (h.ip() == ip || h.ip().is_unspecified() || ip.is_unspecified())
+        });
+        if config.port == 0 || covered {
+            continue;
+        }
+        if let Err(e) = crate::net::bind_udp(addr) {
+            let failure = crate::supervision::BindFailure::of(&e);
+            return Err(Error::bind(failure, addr, 1, &source.describe()));
+        }
+    }
+    Ok(())
+}
