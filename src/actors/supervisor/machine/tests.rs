@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::duration::HumanDuration;
 use crate::net::BindErrorKind;
+use crate::supervision::{BindFailure, RestartOnFailure};
 
 type M = Machine<&'static str>;
 type C = Command<&'static str>;
