@@ -19,6 +19,10 @@ pub const EXIT_PORT: u8 = 3;
 /// Exit code: supervision gave up.
 pub const EXIT_GAVE_UP: u8 = 4;
 
+/// How to give discoveryd more file descriptors.
+pub(crate) const FD_FIX: &str =
+    "raise the open-file limit (`ulimit -n`, or LimitNOFILE= in the systemd unit)";
+
 /// Why discoveryd stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -103,6 +107,10 @@ pub enum Error {
     /// Nothing answered (a benchmark whose every request was lost).
     #[error("{0}")]
     NoReply(String),
+    /// The process is out of a resource the system limits (file
+    /// descriptors); the message names the limit and how to raise it.
+    #[error("{0}")]
+    Resources(String),
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -130,6 +138,9 @@ impl Error {
                     addr.ip()
                 ),
             },
+            BindFailure::Other(BindErrorKind::OutOfFiles, reason) => {
+                Error::Resources(format!("cannot open a socket for {addr}/udp: {reason}; {FD_FIX}"))
+            }
             BindFailure::Other(_, reason) => Error::Bind { addr, reason },
         }
     }
@@ -147,6 +158,7 @@ impl Error {
             | Error::Interfaces(_)
             | Error::NotReady(_)
             | Error::NoReply(_)
+            | Error::Resources(_)
             | Error::Internal(_) => EXIT_INTERNAL,
         }
     }

@@ -97,9 +97,17 @@ pub(super) fn stop(args: &InstanceArgs, timeout: Duration) -> Result<(), Error> 
 fn report_stop(stopped: Stopped, timeout: Duration) {
     match stopped {
         Stopped::NotRunning => say!("discoveryd is not running"),
-        Stopped::Stale { pid } => {
+        Stopped::Stale { pid, kept } => {
             let pid = pid.map_or_else(|| "?".into(), |p| p.to_string());
-            say!("discoveryd is not running (removed a stale pidfile of pid {pid})");
+            match kept {
+                None => say!("discoveryd is not running (removed a stale pidfile of pid {pid})"),
+                Some(why) => {
+                    say!("discoveryd is not running (a stale pidfile of pid {pid} is left)");
+                    err_line(format_args!(
+                        "discoveryd: warning: cannot remove the stale pidfile or its socket: {why}"
+                    ));
+                }
+            }
         }
         Stopped::Terminated { pid } => say!("stopped pid {pid}"),
         Stopped::Killed { pid } => say!(

@@ -81,6 +81,7 @@ pub(super) fn serve(
     log: LogControl,
     options: RunOptions,
 ) -> Result<(), Error> {
+    crate::limits::ensure_open_files()?;
     let service = Service::new(source.clone(), config.clone(), registry)?;
     let system = actix_rt::System::new();
     let outcome = system.block_on(async move {
@@ -227,7 +228,21 @@ fn serve_control(listener: std::os::unix::net::UnixListener, handle: Handle) {
         }
     };
     actix_rt::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        let mut warned = false;
+        loop {
+            let mut stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                // Out of descriptors (EMFILE) or the like: the socket
+                // still works once some are free again.
+                Err(e) => {
+                    if !std::mem::replace(&mut warned, true) {
+                        warn!(error = %e, "cannot accept on the control socket; retrying");
+                    }
+                    actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            warned = false;
             let handle = handle.clone();
             actix_rt::spawn(async move {
                 use tokio::io::AsyncWriteExt as _;

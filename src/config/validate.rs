@@ -4,9 +4,10 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{beside_pidfile, Config, MAX_DATAGRAM};
+use crate::paths::same_file;
 
 /// Files that would be one another: the pidfile, its control socket and
 /// the log file among themselves, or any of them and the config file.
@@ -35,7 +36,7 @@ pub(super) fn path_collisions(c: &Config, config_file: Option<&Path>) -> Vec<(St
     }
     pairs
         .into_iter()
-        .filter(|(_, a, _, b)| resolved(a) == resolved(b))
+        .filter(|(_, a, _, b)| same_file(a, b))
         .map(|(key, path, what, _)| {
             (
                 key.to_owned(),
@@ -43,19 +44,6 @@ pub(super) fn path_collisions(c: &Config, config_file: Option<&Path>) -> Vec<(St
             )
         })
         .collect()
-}
-
-/// `path` as the kernel resolves it: the longest existing part
-/// canonicalized (symlinks and `..` resolved), the rest appended.
-fn resolved(path: &Path) -> PathBuf {
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    if let Ok(real) = path.canonicalize() {
-        return real;
-    }
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => resolved(dir).join(name),
-        _ => path,
-    }
 }
 
 /// Checks what types alone cannot; returns `(key, reason)` pairs.

@@ -18,7 +18,7 @@ use std::os::unix::fs::{
 };
 use std::path::{Component, Path, PathBuf};
 
-use nix::unistd::geteuid;
+use nix::unistd::{eaccess, geteuid, AccessFlags};
 
 /// How a file is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub(crate) enum Access {
 pub(crate) fn open_owned(path: &Path, access: Access) -> io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
+            // Vouch for where the new directories go before making them.
+            check_dir(existing_ancestor(dir))?;
             DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
         }
         check_dir(dir)?;
@@ -58,25 +60,33 @@ pub(crate) fn open_owned(path: &Path, access: Access) -> io::Result<File> {
     Ok(file)
 }
 
-/// Checks, creating nothing, that [`open_owned`] could open `path`: its
-/// directories (those that exist; missing ones would be ours) and, if it
-/// exists, the file itself.
-pub(crate) fn check_writable(path: &Path) -> io::Result<()> {
+/// Checks, creating nothing, that [`open_owned`] could open `path`: an
+/// existing file is opened (which changes nothing); for a missing one, its
+/// nearest existing directory must be safe and writable by this user.
+pub(crate) fn check_openable(path: &Path, access: Access) -> io::Result<()> {
     let path = std::path::absolute(path)?;
-    let existing = path
-        .ancestors()
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let dir = existing_ancestor(&path);
+            check_dir(dir)?;
+            eaccess(dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("cannot create it in {}: {e}", dir.display()),
+                )
+            })
+        }
+        Err(e) => Err(e),
+        Ok(_) => open_owned(&path, access).map(drop),
+    }
+}
+
+/// The nearest of `path`'s ancestors that exists (`/` at the least).
+fn existing_ancestor(path: &Path) -> &Path {
+    path.ancestors()
         .skip(1)
         .find(|dir| dir.exists())
-        .unwrap_or(Path::new("/"));
-    check_dir(existing)?;
-    match std::fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(meta) if meta.file_type().is_symlink() => {
-            Err(unsafe_file("is a symbolic link; refusing to follow it"))
-        }
-        Ok(meta) => check_owned(&meta),
-    }
+        .unwrap_or(Path::new("/"))
 }
 
 /// Refuses a directory path through which another user could redirect
@@ -105,7 +115,8 @@ pub(crate) fn check_dir(dir: &Path) -> io::Result<()> {
         let meta = std::fs::symlink_metadata(&next)?;
         if meta.file_type().is_symlink() {
             // A link is as trustworthy as the directory it is in (`here`,
-            // checked): follow it, and check where it leads.
+            // checked) and its owner: follow it, and check where it leads.
+            trusted_link(&here, &next, &meta)?;
             links += 1;
             if links > 40 {
                 return Err(io::Error::from_raw_os_error(libc::ELOOP));
@@ -130,6 +141,21 @@ pub(crate) fn check_dir(dir: &Path) -> io::Result<()> {
                 next.display()
             )));
         }
+    }
+    Ok(())
+}
+
+/// Refuses a symlink another user may have planted: in a directory
+/// others can write (such as a sticky `/tmp`), it must be ours or root's.
+fn trusted_link(dir: &Path, link: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+    let me = geteuid().as_raw();
+    let shared = std::fs::metadata(dir)?.mode() & 0o022 != 0;
+    if shared && meta.uid() != me && meta.uid() != 0 {
+        return Err(unsafe_file(&format!(
+            "is reached through the symbolic link {}, which belongs to uid {} in a directory others can write: that user could point it anywhere; remove it or use a directory of your own",
+            link.display(),
+            meta.uid()
+        )));
     }
     Ok(())
 }
@@ -292,5 +318,64 @@ mod tests {
         assert!(!elsewhere.join("d.pid").exists());
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
         open_owned(&open.join("d.pid"), Access::ReadWrite).unwrap();
+    }
+
+    #[test]
+    fn a_link_another_user_planted_in_a_shared_directory_is_not_followed() {
+        // Needs root, to plant a link as another user (the suite runs as
+        // root, as its network namespaces need).
+        assert!(geteuid().is_root(), "this test needs root");
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        let link = shared.join("discoveryd-0");
+        std::os::unix::fs::symlink(&theirs, &link).unwrap();
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            &link,
+            Some(nix::unistd::Uid::from_raw(4242)),
+            None,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        let e = open_owned(&link.join("d.pid"), Access::ReadWrite).unwrap_err();
+        assert!(e.to_string().contains("belongs to uid 4242"), "{e}");
+        let e = check_openable(&link.join("d.log"), Access::Append).unwrap_err();
+        assert!(e.to_string().contains("belongs to uid 4242"), "{e}");
+        assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
+        // The same link of our own is followed.
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&theirs, &link).unwrap();
+        open_owned(&link.join("d.pid"), Access::ReadWrite).unwrap();
+    }
+
+    #[test]
+    fn nothing_is_created_under_a_directory_that_fails_the_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = open.join("new/deeper/d.pid");
+        let e = open_owned(&path, Access::ReadWrite).unwrap_err();
+        assert!(e.to_string().contains("every user can write"), "{e}");
+        let e = check_openable(&path, Access::ReadWrite).unwrap_err();
+        assert!(e.to_string().contains("every user can write"), "{e}");
+        assert!(!open.join("new").exists());
+    }
+
+    #[test]
+    fn checking_opens_what_exists_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("d.log");
+        std::fs::write(dir.path().join("other"), "x").unwrap();
+        std::fs::hard_link(dir.path().join("other"), &log).unwrap();
+        let e = check_openable(&log, Access::Append).unwrap_err();
+        assert!(e.to_string().contains("hard links"), "{e}");
+        let missing = dir.path().join("sub/d.pid");
+        check_openable(&missing, Access::ReadWrite).unwrap();
+        assert!(!dir.path().join("sub").exists());
     }
 }

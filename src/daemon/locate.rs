@@ -8,6 +8,7 @@ use nix::unistd::geteuid;
 
 use super::{probe, probe_at, process, query, socket_path, Probe};
 use crate::error::Error;
+use crate::paths::same_file;
 
 /// The instance an instance command acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +37,16 @@ pub(crate) fn locate(pidfile: Option<PathBuf>, config: Option<&Path>) -> Option<
     if named.as_ref().is_some_and(|n| running(&n.pidfile)) {
         return named;
     }
-    let Some(config) = config.and_then(|c| std::path::absolute(c).ok()) else {
+    let Some(config) = config else {
         return named;
     };
     let found = process::locked_files().into_iter().find(|(pid, path)| {
         may_signal(*pid).is_ok()
             && process::same_program(*pid)
             && query(&socket_path(path)).is_ok_and(|s| {
-                s.pid == *pid && s.pidfile == *path && s.config.as_deref() == Some(&*config)
+                s.pid == *pid
+                    && same_file(&s.pidfile, path)
+                    && s.config.as_deref().is_some_and(|c| same_file(c, config))
             })
     });
     match found {

@@ -61,7 +61,7 @@ pub(super) fn probe_at(pidfile: &Path) -> Result<Probe, Error> {
 }
 
 /// What `stop` found and did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stopped {
     /// Nothing was running.
     NotRunning,
@@ -69,6 +69,8 @@ pub(crate) enum Stopped {
     Stale {
         /// The pid in the stale file.
         pid: Option<u32>,
+        /// Why it could not be removed, when it could not.
+        kept: Option<String>,
     },
     /// It stopped on SIGTERM.
     Terminated {
@@ -86,24 +88,29 @@ pub(crate) enum Stopped {
 /// `timeout`. Stopping what is not running succeeds.
 pub(crate) fn stop(pidfile: &Path, timeout: Duration) -> Result<Stopped, Error> {
     if let Probe::Stale { pid } = probe_at(pidfile)? {
-        remove_files(pidfile);
-        return Ok(Stopped::Stale { pid });
+        let kept = remove_files(pidfile).err().map(|e| e.to_string());
+        return Ok(Stopped::Stale { pid, kept });
     }
     let Some(pid) = verified(pidfile)? else {
         return Ok(Stopped::NotRunning);
     };
     signal(pid, Signal::SIGTERM)?;
-    if gone(pidfile, timeout)? {
+    if gone(pid, timeout) {
         return Ok(Stopped::Terminated { pid });
     }
-    signal(pid, Signal::SIGKILL)?;
-    if !gone(pidfile, KILL_GRACE)? {
+    match signal(pid, Signal::SIGKILL) {
+        // It exited between the last look and the signal.
+        Err(_) if process::exited(pid) => return Ok(Stopped::Terminated { pid }),
+        other => other?,
+    }
+    if !gone(pid, KILL_GRACE) {
         return Err(Error::Setup(format!(
-            "pid {pid} still holds {} after SIGKILL",
+            "pid {pid} ({}) is still running after SIGKILL",
             pidfile.display()
         )));
     }
-    remove_files(pidfile);
+    // SIGKILL left them behind; a failure here is only untidy.
+    let _ = remove_files(pidfile);
     Ok(Stopped::Killed { pid })
 }
 
@@ -204,15 +211,16 @@ pub(super) fn signal(pid: u32, signal: Signal) -> Result<(), Error> {
         .map_err(|e| Error::Setup(format!("cannot send {signal} to pid {pid}: {e}")))
 }
 
-/// Waits until nobody holds `pidfile`, polling until `within` has passed.
-fn gone(pidfile: &Path, within: Duration) -> Result<bool, Error> {
+/// Waits until `pid` has exited (and so let go of its ports, not only of
+/// its pidfile), polling until `within` has passed.
+fn gone(pid: u32, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
-        if !matches!(probe_at(pidfile)?, Probe::Running { .. }) {
-            return Ok(true);
+        if process::exited(pid) {
+            return true;
         }
         if Instant::now() >= deadline {
-            return Ok(false);
+            return false;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -220,9 +228,12 @@ fn gone(pidfile: &Path, within: Duration) -> Result<bool, Error> {
 
 /// Removes what a dead instance left: its pidfile (a file `probe` found
 /// to be a stale pidfile) and its control socket (only if it is one).
-fn remove_files(pidfile: &Path) {
-    let _ = std::fs::remove_file(pidfile);
-    let _ = files::remove_socket(&socket_path(pidfile));
+fn remove_files(pidfile: &Path) -> std::io::Result<()> {
+    let socket = files::remove_socket(&socket_path(pidfile));
+    match std::fs::remove_file(pidfile) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => socket,
+    }
 }
 
 /// The pidfile and control socket a foreground or daemon run holds.

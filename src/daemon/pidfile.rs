@@ -72,10 +72,9 @@ impl Pidfile {
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((mut file, Errno::EWOULDBLOCK)) => {
-                let pid = read_pid(&mut file).unwrap_or(0);
                 return Err(PidfileError::Held {
                     path: path.to_owned(),
-                    pid,
+                    pid: holder(&mut file, path),
                 });
             }
             Err((_, errno)) => return Err(io_err(errno.into())),
@@ -138,10 +137,19 @@ pub(crate) fn probe(path: &Path) -> io::Result<Probe> {
             pid: read_pid(&mut unlocked),
         }),
         Err((mut file, Errno::EWOULDBLOCK)) => Ok(Probe::Running {
-            pid: read_pid(&mut file).unwrap_or(0),
+            pid: holder(&mut file, path),
         }),
         Err((_, errno)) => Err(errno.into()),
     }
+}
+
+/// The pid of the process holding the locked pidfile `file` at `path`:
+/// the one written in it, or for a holder that has not written it yet,
+/// the lock's owner (0 when neither can be seen).
+fn holder(file: &mut File, path: &Path) -> u32 {
+    read_pid(file)
+        .or_else(|| super::process::lock_holder(path))
+        .unwrap_or(0)
 }
 
 fn read_pid(file: &mut File) -> Option<u32> {

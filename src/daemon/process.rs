@@ -73,6 +73,18 @@ pub(crate) fn uid_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
+/// True when `pid` no longer runs: there is no such process, or it is a
+/// zombie its parent has not reaped yet.
+pub(crate) fn exited(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
 /// True when `pid` runs the same executable as this process (or, where
 /// its executable cannot be read, has the same command name).
 pub(crate) fn same_program(pid: u32) -> bool {

@@ -23,7 +23,7 @@ pub(crate) fn preflight(config: &Config, running: &Path) -> Result<(), Error> {
         if let Probe::Running { pid } = probe_at(&pidfile)? {
             return Err(Error::AlreadyRunning { pid, pidfile });
         }
-        files::check_writable(&pidfile).map_err(|e| {
+        files::check_openable(&pidfile, files::Access::ReadWrite).map_err(|e| {
             Error::Setup(format!(
                 "cannot use the pidfile {}: {e}; set another path with --pidfile or `pidfile` in the config",
                 pidfile.display()
@@ -31,7 +31,7 @@ pub(crate) fn preflight(config: &Config, running: &Path) -> Result<(), Error> {
         })?;
     }
     let log = std::path::absolute(config.log_file())?;
-    files::check_writable(&log).map_err(|e| {
+    files::check_openable(&log, files::Access::Append).map_err(|e| {
         Error::Setup(format!(
             "cannot open the log file {}: {e}; set another with --log-file or `log_file`",
             log.display()
@@ -160,7 +160,7 @@ fn await_ready(ready: File, within: Duration, log: &Path) -> Result<u32, Error> 
                 ),
             };
             return Err(Error::NotReady(format!(
-                "{what}; see {} (a busy port being retried?), or give start a longer --timeout",
+                "{what}; see {} (a busy port being retried?), or give start a longer --wait",
                 log.display()
             )));
         }

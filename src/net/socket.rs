@@ -20,6 +20,9 @@ pub(crate) enum BindErrorKind {
     NotAvailable,
     /// Not allowed, such as a port below 1024 without the capability: fatal.
     PermissionDenied,
+    /// Out of file descriptors (`EMFILE`, `ENFILE`): fatal, and no fault
+    /// of the configuration.
+    OutOfFiles,
     /// Anything else: fatal.
     Other,
 }
@@ -172,6 +175,9 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
 fn bind(addr: SocketAddr, reuse_port: bool) -> Result<UdpSocket, BindError> {
     let fail = |source: io::Error| {
         let kind = match source.kind() {
+            _ if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                BindErrorKind::OutOfFiles
+            }
             io::ErrorKind::AddrInUse => BindErrorKind::InUse,
             io::ErrorKind::AddrNotAvailable => BindErrorKind::NotAvailable,
             io::ErrorKind::PermissionDenied => BindErrorKind::PermissionDenied,

@@ -323,3 +323,76 @@ fn odd_arguments_get_usage_errors_not_nonsense() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_broken_config_leads_to_its_instance_under_another_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.toml");
+    let link = dir.path().join("link.toml");
+    std::fs::write(
+        &real,
+        config_for(
+            free_port(),
+            &format!("pidfile = \"{}/d.pid\"", dir.path().display()),
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("real.toml", &link).unwrap();
+    let (code, out, err) = output_within(&["start", "--config", link.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(&real, "garbage here\n").unwrap();
+    let (code, out, err) = output_within(&["stop", "--config", real.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("stopped pid"), "{out}");
+}
+
+#[test]
+fn a_pidfile_held_before_its_pid_is_written_names_its_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("d.pid");
+    let file = std::fs::File::create(&pidfile).unwrap();
+    let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let (code, out, err) =
+        output_within(&["run", "--port", "0", "--pidfile", pidfile.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains(&format!("already running with pid {}", std::process::id())),
+        "{err}"
+    );
+}
+
+/// `discoveryd run --port 0 <args>` under `ulimit -n` limits (soft, hard).
+fn run_limited(dir: &Path, soft: u32, hard: u32, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""
+        ))
+        .arg(bin())
+        .args(["run", "--port", "0", "--pidfile"])
+        .arg(dir.join("d.pid"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text.into_owned())
+}
+
+#[test]
+fn a_low_open_file_limit_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text) = run_limited(dir.path(), 12, 12, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("open-file limit is 12") && text.contains("ulimit -n"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    // A low soft limit under a higher hard one is raised, not refused.
+    let (code, text) = run_limited(dir.path(), 12, 1024, &["--duration", "1ms"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("listening"), "{text}");
+}
