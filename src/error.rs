@@ -163,20 +163,3 @@ impl Error {
         }
     }
 }
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::Internal(e.to_string())
-    }
-}
-
-impl From<crate::daemon::PidfileError> for Error {
-    fn from(e: crate::daemon::PidfileError) -> Self {
-        match e {
-            crate::daemon::PidfileError::Held { pid, path } => {
-                Error::AlreadyRunning { pid, pidfile: path }
-            }
-            e @ crate::daemon::PidfileError::Io { .. } => Error::Setup(e.to_string()),
-        }
-    }
-}

@@ -20,6 +20,7 @@ mod console;
 mod daemon;
 mod duration;
 mod error;
+mod handle;
 mod limits;
 mod logging;
 mod memory;
@@ -46,12 +47,13 @@ pub use config::{
 };
 pub use duration::HumanDuration;
 pub use error::{Error, EXIT_GAVE_UP, EXIT_INTERNAL, EXIT_OK, EXIT_PORT, EXIT_USAGE};
+pub use handle::{Handle, Observer, Requests, Silent};
 pub use logging::LogControl;
 pub use net::ProcessInfo;
 pub use policy::{RateLimit, Security};
 pub use protocol::{parse_reply, Announcement, BadReply};
 pub use responders::registry;
-pub use service::{Handle, Observer, Requests, Service, Silent};
+pub use service::Service;
 pub use status::{Counts, LastReload, ReloadResult, Reloads, Status};
 pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 

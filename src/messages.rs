@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use actix::Message;
 
-use crate::actors::Sockets;
 use crate::config::{Config, ConfigDiff, ConfigErrors};
 use crate::duration::HumanDuration;
-use crate::net::{BindError, ProcessInfo};
+use crate::net::{ProcessInfo, Sockets};
+use crate::receiver::ListenerError;
 use crate::responders::Snapshot;
 use crate::status::ReloadTrigger;
 
@@ -43,29 +43,16 @@ pub(crate) struct PortConflict {
     pub attempt: u32,
 }
 
-/// Why a listener failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub(crate) enum ListenerError {
-    /// A bind failed for another reason than a busy port.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    /// A socket failed in a way the receive loop cannot recover from.
-    #[error("socket {addr} failed: {error}")]
-    Socket {
-        /// The socket's local address.
-        addr: SocketAddr,
-        /// What the OS said.
-        error: std::io::Error,
-    },
-    /// A responder panicked while answering.
-    #[error("responder {responder} panicked: {message}")]
-    Panic {
-        /// The responder's name.
-        responder: String,
-        /// The panic message.
-        message: String,
-    },
+/// What an incarnation binds: each address, with `workers` sockets (and
+/// receive loops) on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// The addresses (port 0: any free port, kept across rebinds).
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Sockets per address.
+    pub(crate) workers: usize,
+    /// The kernel receive buffer asked for each socket.
+    pub(crate) recv_buffer: usize,
 }
 
 /// A listener failed. Sent once the incarnation has closed its sockets.

@@ -19,8 +19,7 @@ use discoveryd_api::Request;
 use ipnet::IpNet;
 use nix::errno::Errno;
 
-use crate::messages::ListenerError;
-use crate::net::{wake, Batch, Datagram};
+use crate::net::{wake, Batch, BindError, Datagram};
 use crate::policy::{Limiter, Policy, Refusal};
 use crate::responders::{Outcome, Snapshot};
 use crate::stats::{BatchCounts, Counters};
@@ -212,6 +211,31 @@ fn admit(
         return Err(Refusal::Empty);
     }
     policy.admit(peer, own_port, payload, subnets)
+}
+
+/// Why a listener failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ListenerError {
+    /// A bind failed for another reason than a busy port.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// A socket failed in a way the receive loop cannot recover from.
+    #[error("socket {addr} failed: {error}")]
+    Socket {
+        /// The socket's local address.
+        addr: SocketAddr,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+    /// A responder panicked while answering.
+    #[error("responder {responder} panicked: {message}")]
+    Panic {
+        /// The responder's name.
+        responder: String,
+        /// The panic message.
+        message: String,
+    },
 }
 
 #[cfg(test)]

@@ -16,92 +16,21 @@
 //! ```
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::Actor as _;
 use arc_swap::ArcSwap;
 use discoveryd_api::Registry;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::actors::{ConfigChild, Launch, SupervisorActor, TimerChild};
 use crate::config::{Config, ConfigSource};
-use crate::duration::HumanDuration;
 use crate::error::Error;
+use crate::handle::{Observer, Requests, Silent};
 use crate::logging::LogControl;
 use crate::messages::{Shutdown, ShutdownReason};
 use crate::responders::Snapshot;
-use crate::status::{LastReload, Status};
-
-/// Hears about the service's lifecycle: the command line prints and tells
-/// systemd; a test may record. Every method does nothing by default.
-pub trait Observer: Send + Sync + 'static {
-    /// The service answers on `addrs` (once).
-    fn ready(&self, addrs: &[SocketAddr]) {
-        let _ = addrs;
-    }
-    /// A reload began.
-    fn reloading(&self) {}
-    /// A reload ended.
-    fn reloaded(&self, result: &LastReload) {
-        let _ = result;
-    }
-    /// The service is stopping.
-    fn stopping(&self) {}
-    /// The `duration` timer is set.
-    fn timer_set(&self, after: HumanDuration) {
-        let _ = after;
-    }
-    /// The `duration` elapsed; the service stops.
-    fn duration_expired(&self, after: HumanDuration) {
-        let _ = after;
-    }
-}
-
-/// An observer that hears nothing.
-#[derive(Debug, Default)]
-pub struct Silent;
-
-impl Observer for Silent {}
-
-/// What a [`Handle`] asks of a running service.
-#[derive(Debug)]
-pub(crate) enum Request {
-    /// Its status document.
-    Status(oneshot::Sender<Status>),
-    /// Read the configuration again.
-    Reload,
-}
-
-/// The requests a running service takes from its [`Handle`]s.
-#[derive(Debug)]
-pub struct Requests(pub(crate) mpsc::UnboundedReceiver<Request>);
-
-/// Asks a running service for its status, or to reload.
-#[derive(Debug, Clone)]
-pub struct Handle(mpsc::UnboundedSender<Request>);
-
-impl Handle {
-    /// A handle, and the requests to give the service it is for.
-    pub fn new() -> (Self, Requests) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self(tx), Requests(rx))
-    }
-
-    /// The status document; `None` once the service is gone.
-    pub async fn status(&self) -> Option<Status> {
-        let (tx, rx) = oneshot::channel();
-        self.0.send(Request::Status(tx)).ok()?;
-        rx.await.ok()
-    }
-
-    /// Makes the service read its configuration again (as SIGHUP does);
-    /// the result shows in the status document and the observer.
-    pub fn reload(&self) {
-        let _ = self.0.send(Request::Reload);
-    }
-}
 
 /// A discovery service, ready to run.
 pub struct Service {

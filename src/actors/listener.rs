@@ -4,21 +4,20 @@
 //! from `stopped`, after every socket is closed, so a retry can never
 //! race its predecessor's cleanup.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Weak};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Recipient};
 use tracing::warn;
 
-use crate::actors::supervisor::Plan;
-use crate::actors::SupervisorActor;
 use crate::messages::{
-    Incarnation, ListenerError, ListenerFailed, ListenerStarted, ListenerStopped, PortConflict,
+    Incarnation, ListenerFailed, ListenerStarted, ListenerStopped, Plan, PortConflict,
 };
 use crate::net::{
     bind_group, port_holder, retire, set_recv_buffer, steer, Beside, BindErrorKind, ProcessInfo,
+    Sockets,
 };
-use crate::receiver::{Receiver, Shared};
+use crate::receiver::{ListenerError, Receiver, Shared};
 
 /// Ask a listener to stop after answering what is queued.
 #[derive(Debug, Message)]
@@ -41,31 +40,6 @@ pub(crate) struct Leave {
     pub(crate) steer_to: Option<usize>,
 }
 
-/// The sockets of a running incarnation, which a newer one binds beside.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Sockets {
-    /// Their addresses, as bound.
-    pub(crate) addrs: Vec<SocketAddr>,
-    /// Sockets per address.
-    pub(crate) workers: usize,
-    /// Their inodes.
-    pub(crate) inodes: Vec<u64>,
-    /// The first socket of each address, to steer its group by; weak, so
-    /// the sockets close when the listener is done with them.
-    pub(crate) leaders: Vec<Weak<UdpSocket>>,
-}
-
-impl Sockets {
-    /// Steers each group over its own `workers` sockets (once the sockets
-    /// that shared it are closed). Done synchronously by the supervisor,
-    /// so it can never overwrite the steering of a newer incarnation.
-    pub(crate) fn steer_own(&self) {
-        for leader in self.leaders.iter().filter_map(Weak::upgrade) {
-            let _ = steer(&leader, 0, self.workers);
-        }
-    }
-}
-
 /// A receive loop ended with an error (sent from its thread).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -81,6 +55,33 @@ enum Exit {
     Failed(ListenerError),
 }
 
+/// Where an incarnation reports how it started and ended: its supervisor.
+pub(crate) struct Reports {
+    started: Recipient<ListenerStarted>,
+    stopped: Recipient<ListenerStopped>,
+    conflict: Recipient<PortConflict>,
+    failed: Recipient<ListenerFailed>,
+}
+
+impl Reports {
+    /// Reports to the actor at `to`.
+    pub(crate) fn to<A>(to: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<ListenerStarted>
+            + Handler<ListenerStopped>
+            + Handler<PortConflict>
+            + Handler<ListenerFailed>,
+    {
+        Self {
+            started: to.clone().recipient(),
+            stopped: to.clone().recipient(),
+            conflict: to.clone().recipient(),
+            failed: to.clone().recipient(),
+        }
+    }
+}
+
 /// One incarnation of the listener.
 pub(crate) struct ListenerActor {
     incarnation: Incarnation,
@@ -88,7 +89,7 @@ pub(crate) struct ListenerActor {
     beside: Sockets,
     attempt: u32,
     shared: Shared,
-    supervisor: Addr<SupervisorActor>,
+    reports: Reports,
     receivers: Vec<Receiver>,
     exit: Exit,
 }
@@ -103,7 +104,7 @@ impl ListenerActor {
         beside: Sockets,
         attempt: u32,
         shared: Shared,
-        supervisor: Addr<SupervisorActor>,
+        reports: Reports,
     ) -> Self {
         Self {
             incarnation,
@@ -111,7 +112,7 @@ impl ListenerActor {
             beside,
             attempt,
             shared,
-            supervisor,
+            reports,
             receivers: Vec::new(),
             exit: Exit::Stopped,
         }
@@ -196,7 +197,7 @@ impl Actor for ListenerActor {
             .chunks(self.plan.workers.max(1))
             .map(|group| Arc::downgrade(group[0].socket()))
             .collect();
-        self.supervisor.do_send(ListenerStarted {
+        self.reports.started.do_send(ListenerStarted {
             incarnation: self.incarnation,
             sockets: Sockets {
                 addrs: bound,
@@ -212,15 +213,19 @@ impl Actor for ListenerActor {
         self.receivers.clear();
         let incarnation = self.incarnation;
         match std::mem::replace(&mut self.exit, Exit::Stopped) {
-            Exit::Stopped => self.supervisor.do_send(ListenerStopped { incarnation }),
-            Exit::Conflict { addr, holder } => self.supervisor.do_send(PortConflict {
+            Exit::Stopped => self
+                .reports
+                .stopped
+                .do_send(ListenerStopped { incarnation }),
+            Exit::Conflict { addr, holder } => self.reports.conflict.do_send(PortConflict {
                 incarnation,
                 addr,
                 holder,
                 attempt: self.attempt,
             }),
             Exit::Failed(error) => self
-                .supervisor
+                .reports
+                .failed
                 .do_send(ListenerFailed { incarnation, error }),
         }
     }

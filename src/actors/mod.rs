@@ -8,6 +8,6 @@ mod timer;
 mod watch;
 
 pub(crate) use config::ConfigChild;
-pub(crate) use listener::{Leave, ListenerActor, Sockets, StopListener};
+pub(crate) use listener::{Leave, ListenerActor, Reports, StopListener};
 pub(crate) use supervisor::{Child, Launch, SupervisorActor};
 pub(crate) use timer::TimerChild;

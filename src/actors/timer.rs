@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::actors::supervisor::{Child, ChildContext, Restart};
 use crate::actors::SupervisorActor;
 use crate::duration::HumanDuration;
+use crate::handle::Observer;
 use crate::messages::{Notice, TimerExpired};
-use crate::service::Observer;
 
 /// The `duration` timer, as the supervisor's child.
 pub(crate) struct TimerChild {

@@ -18,8 +18,9 @@ use crate::console;
 use crate::daemon::{redirect_output, Instance, Notifier, MIN_WATCHDOG_PING};
 use crate::duration::HumanDuration;
 use crate::error::Error;
+use crate::handle::{Handle, Observer};
 use crate::logging::LogControl;
-use crate::service::{Handle, Observer, Service};
+use crate::service::Service;
 use crate::status::LastReload;
 
 /// How a run goes, beyond its configuration.

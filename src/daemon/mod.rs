@@ -60,6 +60,18 @@ pub(super) fn probe_at(pidfile: &Path) -> Result<Probe, Error> {
     })
 }
 
+/// `path` made absolute against the current directory, or an error
+/// naming it (the current directory may have been removed).
+pub(super) fn absolute(path: impl AsRef<Path>) -> Result<PathBuf, Error> {
+    let path = path.as_ref();
+    std::path::absolute(path).map_err(|e| {
+        Error::Setup(format!(
+            "cannot resolve the path {} against the current directory ({e}); give it as an absolute path",
+            path.display()
+        ))
+    })
+}
+
 /// What `stop` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stopped {
@@ -248,7 +260,7 @@ impl Instance {
     /// Takes the pidfile at `path` (stopping its holder first with
     /// `replace`) and binds the control socket beside it.
     pub(crate) fn claim(path: &Path, replace: bool) -> Result<Self, Error> {
-        let path: PathBuf = std::path::absolute(path)?;
+        let path: PathBuf = absolute(path)?;
         let (pidfile, found) = match Pidfile::acquire(&path) {
             Err(PidfileError::Held { pid, .. }) if replace => {
                 tracing::info!(

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::error::Error;
+
 use super::files::{looks_like_pidfile, open_owned, pidfile_head, Access};
 
 /// What a pidfile says about its instance.
@@ -56,6 +58,15 @@ pub enum PidfileError {
         /// What the OS said.
         source: io::Error,
     },
+}
+
+impl From<PidfileError> for Error {
+    fn from(e: PidfileError) -> Self {
+        match e {
+            PidfileError::Held { pid, path } => Error::AlreadyRunning { pid, pidfile: path },
+            e @ PidfileError::Io { .. } => Error::Setup(e.to_string()),
+        }
+    }
 }
 
 impl Pidfile {

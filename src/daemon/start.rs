@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 
-use super::{files, fork, locate, open_log, probe_at, signal, Notifier, Probe};
+use super::{absolute, files, fork, locate, open_log, probe_at, signal, Notifier, Probe};
 use crate::config::{Config, ConfigSource};
 use crate::error::Error;
 
@@ -18,8 +18,8 @@ use crate::error::Error;
 /// could take its files: the pidfile (unless it is `running`, which the
 /// old instance gives back) and the log file, as `start` would open them.
 pub(crate) fn preflight(config: &Config, running: &Path) -> Result<(), Error> {
-    let pidfile = std::path::absolute(config.pidfile())?;
-    if pidfile != std::path::absolute(running)? {
+    let pidfile = absolute(config.pidfile())?;
+    if pidfile != absolute(running)? {
         if let Probe::Running { pid } = probe_at(&pidfile)? {
             return Err(Error::AlreadyRunning { pid, pidfile });
         }
@@ -30,7 +30,7 @@ pub(crate) fn preflight(config: &Config, running: &Path) -> Result<(), Error> {
             ))
         })?;
     }
-    let log = std::path::absolute(config.log_file())?;
+    let log = absolute(config.log_file())?;
     files::check_openable(&log, files::Access::Append).map_err(|e| {
         Error::Setup(format!(
             "cannot open the log file {}: {e}; set another with --log-file or `log_file`",
@@ -58,8 +58,8 @@ pub(crate) fn start(
     ready_within: Duration,
     daemon: impl FnOnce(ConfigSource, Daemonized) -> Result<(), Error>,
 ) -> Result<u32, Error> {
-    let pidfile = std::path::absolute(config.pidfile())?;
-    let log_path = std::path::absolute(config.log_file())?;
+    let pidfile = absolute(config.pidfile())?;
+    let log_path = absolute(config.log_file())?;
     let running = locate(Some(pidfile.clone()), source.path.as_deref())
         .map_or(pidfile.clone(), |l| l.pidfile);
     if let Probe::Running { pid } = probe_at(&running)? {
@@ -69,7 +69,7 @@ pub(crate) fn start(
         });
     }
     // The daemon works from `/`: every path it uses must be absolute.
-    source.path = source.path.map(std::path::absolute).transpose()?;
+    source.path = source.path.map(absolute).transpose()?;
     // Flags given relative to the caller's directory keep their meaning;
     // the paths in use are handed over resolved, so that the config file
     // keeps its own values and an edit of them can be told apart.
@@ -77,10 +77,12 @@ pub(crate) fn start(
         &mut source.overrides.pidfile,
         &mut source.overrides.log_file,
     ] {
-        *flag = flag.take().map(std::path::absolute).transpose()?;
+        *flag = flag.take().map(absolute).transpose()?;
     }
     let log = open_log(&log_path)?;
-    match fork::detach(&log)? {
+    let forked = fork::detach(&log)
+        .map_err(|e| Error::Internal(format!("cannot detach the daemon (fork): {e}")))?;
+    match forked {
         fork::Forked::Parent { ready, child } => {
             let _ = waitpid(child, None);
             await_ready(ready, ready_within, &log_path)

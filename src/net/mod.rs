@@ -10,6 +10,7 @@ pub(crate) use holder::port_holder;
 pub use holder::ProcessInfo;
 pub(crate) use socket::{
     bind_group, bind_udp, retire, set_recv_buffer, steer, wake, Beside, BindError, BindErrorKind,
+    Sockets,
 };
 
 /// The subnets of this host's interfaces that are up: who is on-link.

@@ -7,6 +7,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::Weak;
 
 use nix::sys::socket::{getsockopt, setsockopt, shutdown, sockopt, Shutdown};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -210,6 +211,31 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> Result<UdpSocket, BindError> {
 /// still queued must go out.
 pub(crate) fn wake(socket: &impl AsRawFd) {
     let _ = shutdown(socket.as_raw_fd(), Shutdown::Read);
+}
+
+/// The sockets of a running incarnation, which a newer one binds beside.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sockets {
+    /// Their addresses, as bound.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Sockets per address.
+    pub(crate) workers: usize,
+    /// Their inodes.
+    pub(crate) inodes: Vec<u64>,
+    /// The first socket of each address, to steer its group by; weak, so
+    /// the sockets close when the listener is done with them.
+    pub(crate) leaders: Vec<Weak<UdpSocket>>,
+}
+
+impl Sockets {
+    /// Steers each group over its own `workers` sockets (once the sockets
+    /// that shared it are closed). Done synchronously by the supervisor,
+    /// so it can never overwrite the steering of a newer incarnation.
+    pub(crate) fn steer_own(&self) {
+        for leader in self.leaders.iter().filter_map(Weak::upgrade) {
+            let _ = steer(&leader, 0, self.workers);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use discoveryd_api::Registry;
 
 use super::SupervisorActor;
 use crate::config::{Config, ConfigSource};
+use crate::handle::Observer;
 use crate::messages::Notice;
 use crate::responders::Snapshot;
-use crate::service::Observer;
 use crate::supervision::{RestartDecision, RestartOnFailure, RestartTracker};
 
 /// What a child is started with: the supervisor to report to, and the

@@ -11,16 +11,16 @@ use super::children::Decision;
 use super::machine::{Event, Exit};
 use super::{plan_for, strategies, SupervisorActor};
 use crate::error::Error;
+use crate::handle::Request;
 use crate::messages::{
-    ChildExited, ConfigChanged, ConfigRejected, ConfigUnchanged, GaveUp, ListenerError,
-    ListenerFailed, ListenerStarted, ListenerStopped, Notice, PortConflict, Shutdown,
-    ShutdownReason, TimerExpired,
+    ChildExited, ConfigChanged, ConfigRejected, ConfigUnchanged, GaveUp, ListenerFailed,
+    ListenerStarted, ListenerStopped, Notice, PortConflict, Shutdown, ShutdownReason, TimerExpired,
 };
-use crate::service::Request;
+use crate::receiver::ListenerError;
 use crate::status::{ReloadResult, ReloadTrigger};
 use crate::supervision::BindFailure;
 
-/// A request from a [`crate::service::Handle`].
+/// A request from a [`crate::handle::Handle`].
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(super) struct Requested(pub(super) Request);

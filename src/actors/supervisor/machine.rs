@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+pub(crate) use crate::messages::Plan;
 pub(crate) use events::{
-    Cause, Command, Event, Exit, FailedBind, Failure, Id, Phase, Plan, Role, Strategies,
+    Cause, Command, Event, Exit, FailedBind, Failure, Id, Phase, Role, Strategies,
 };
 
 use crate::supervision::{RestartDecision, RestartTracker, RetryAfterCleanup, RetryDecision};

@@ -24,17 +24,18 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 pub(crate) use children::{Child, ChildContext, Restart};
-pub(crate) use machine::Plan;
 use machine::{Cause, Command, Event, Exit, FailedBind, Failure, Id, Machine, Strategies};
 
-use crate::actors::{Leave, ListenerActor, Sockets, StopListener};
+use crate::actors::{Leave, ListenerActor, Reports, StopListener};
 use crate::config::{Config, ConfigErrors, ConfigSource};
 use crate::error::Error;
+use crate::handle::{Observer, Requests};
 use crate::logging::LogControl;
+use crate::messages::Plan;
 use crate::messages::{ConfigChanged, Notice, ShutdownReason};
+use crate::net::Sockets;
 use crate::net::{SubnetNews, SubnetWatch};
 use crate::receiver::Shared;
-use crate::service::{Observer, Requests};
 use crate::status::{ReloadResult, Reloads};
 use children::Children;
 use handlers::Requested;
@@ -177,7 +178,7 @@ impl SupervisorActor {
                     beside,
                     attempt,
                     self.shared.clone(),
-                    ctx.address(),
+                    Reports::to(&ctx.address()),
                 );
                 let listener = Listener {
                     addr: actor.start(),

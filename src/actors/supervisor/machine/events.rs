@@ -4,22 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::messages::Plan;
 use crate::supervision::{BindFailure, RestartOnFailure, RetryAfterCleanup};
 
 /// Which incarnation of the listener something is about.
 pub(crate) type Id = u64;
-
-/// What an incarnation binds: each address, with `workers` sockets (and
-/// receive loops) on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Plan {
-    /// The addresses (port 0: any free port, kept across rebinds).
-    pub(crate) addrs: Vec<SocketAddr>,
-    /// Sockets per address.
-    pub(crate) workers: usize,
-    /// The kernel receive buffer asked for each socket.
-    pub(crate) recv_buffer: usize,
-}
 
 /// The role of an incarnation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
