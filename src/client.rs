@@ -96,12 +96,10 @@ pub struct Malformed {
 pub struct Discovery {
     /// The servers found, in order of answer, without duplicates.
     pub servers: Vec<Server>,
-    /// Answers ignored because they were malformed (the first
-    /// [`MAX_MALFORMED`]).
+    /// Answers ignored because they were malformed (the first 64).
     pub malformed: Vec<Malformed>,
-    /// Answers not kept: servers past [`MAX_SERVERS`] or past
-    /// [`MAX_PER_SOURCE`] from one address, and malformed answers past
-    /// [`MAX_MALFORMED`]. A flood of fake answers fills no more.
+    /// Answers not kept: servers past 4,096 (or past 8 from one address),
+    /// and malformed answers past 64. A flood of fake answers fills no more.
     pub dropped: u64,
     /// Where the request was sent.
     pub sent_to: Vec<SocketAddr>,
@@ -118,7 +116,7 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 /// The broadcast address of every IPv4 interface that is up and can
 /// broadcast (loopback excluded).
-pub fn broadcast_addresses() -> Vec<Ipv4Addr> {
+pub(crate) fn broadcast_addresses() -> Vec<Ipv4Addr> {
     let Ok(interfaces) = getifaddrs() else {
         return Vec::new();
     };
@@ -137,7 +135,7 @@ pub fn broadcast_addresses() -> Vec<Ipv4Addr> {
 
 /// True for an address that reaches many hosts: the limited broadcast
 /// address, an interface's broadcast address, or a multicast group.
-pub fn is_broadcast(ip: IpAddr) -> bool {
+pub(crate) fn is_broadcast(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_broadcast() || v4.is_multicast() || broadcast_addresses().contains(&v4)
@@ -235,7 +233,7 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
 
 /// Resolves a `--target`: `HOST`, `HOST:PORT`, `IP`, `[IPv6]` or
 /// `[IPv6]:PORT`; `default_port` when none is given.
-pub fn resolve_target(target: &str, default_port: u16) -> Result<Vec<SocketAddr>, String> {
+pub(crate) fn resolve_target(target: &str, default_port: u16) -> Result<Vec<SocketAddr>, String> {
     let addrs = resolve_any(target, default_port)?;
     if addrs.iter().any(|a| a.port() == 0) {
         return Err(format!(

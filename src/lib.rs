@@ -7,9 +7,12 @@
 //! - [`cli::main_with`] is the whole `discoveryd` command line, with the
 //!   extra responder types a plugin registers: a custom build is a
 //!   `main.rs` of a few lines.
-//! - [`discover`] and [`bench`] are the client and the load generator.
+//! - [`discover`] and [`bench()`] are the client and the load generator.
 //!
 //! Responder plugins depend on the `discoveryd-api` crate only.
+
+#[cfg(all(test, not(feature = "fault")))]
+compile_error!("the tests need the test-only `fault` responder: run `cargo test --workspace --all-features` (the README's test command)");
 
 mod actors;
 mod bench;
@@ -37,10 +40,8 @@ mod status;
 mod supervision;
 
 pub use bench::{bench, BenchOptions, BenchReport, MAX_DURATION};
-pub use client::{
-    broadcast_addresses, discover, discover_blocking, is_broadcast, resolve_target,
-    DiscoverOptions, Discovery, Malformed, Server,
-};
+pub use client::{discover, discover_blocking, DiscoverOptions, Discovery, Malformed, Server};
+pub(crate) use client::{is_broadcast, resolve_target};
 pub use config::{
     Config, ConfigError, ConfigErrors, ConfigOrigin, ConfigSource, LogLevel, Overrides,
     ResponderConfig,
@@ -51,7 +52,6 @@ pub use handle::{Handle, Observer, Requests, Silent};
 pub use logging::LogControl;
 pub use net::ProcessInfo;
 pub use policy::{RateLimit, Security};
-pub use protocol::{parse_reply, Announcement, BadReply};
 pub use responders::registry;
 pub use service::Service;
 pub use status::{Counts, LastReload, ReloadResult, Reloads, Status};
@@ -60,7 +60,7 @@ pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 /// Validates the configuration from `source`, responder options included
 /// (with the types of `registry`), and returns the effective configuration
 /// as TOML.
-pub fn check(source: &ConfigSource, registry: &discoveryd_api::Registry) -> Result<String, Error> {
+pub(crate) fn check(source: &ConfigSource, registry: &discoveryd_api::Registry) -> Result<String, Error> {
     let config = source.load()?;
     responders::Snapshot::build(&config, registry, source, None)?;
     Ok(config.to_toml())

@@ -101,7 +101,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u16) {
 
 /// A server's answer, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Announcement {
+pub(crate) struct Announcement {
     /// The address the server advertises.
     pub ip: IpAddr,
     /// The service port, when the server sent one.
@@ -110,7 +110,7 @@ pub struct Announcement {
 
 /// Why an answer could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BadReply {
+pub(crate) enum BadReply {
     /// It does not start with the response prefix.
     #[error("wrong prefix")]
     Prefix,
@@ -131,7 +131,7 @@ pub(crate) const MAX_REPLY: usize = 512;
 
 /// Parses `prefix<ip>[:<port>]` (or `prefix[<ipv6>]:<port>`), as
 /// [`write_reply`] writes it.
-pub fn parse_reply(prefix: &[u8], reply: &[u8]) -> Result<Announcement, BadReply> {
+pub(crate) fn parse_reply(prefix: &[u8], reply: &[u8]) -> Result<Announcement, BadReply> {
     if reply.len() > MAX_REPLY {
         return Err(BadReply::Oversize);
     }

@@ -68,7 +68,7 @@ impl Service {
         self
     }
 
-    /// The requests of a [`Handle`].
+    /// The requests of a [`Handle`](crate::Handle).
     pub fn requests(mut self, requests: Requests) -> Self {
         self.requests = Some(requests);
         self

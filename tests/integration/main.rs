@@ -1,6 +1,9 @@
 //! End-to-end tests against the real `discoveryd` binary, on ephemeral
 //! loopback ports. One test binary; helpers in `util`.
 
+#[cfg(not(feature = "fault"))]
+compile_error!("the tests need the test-only `fault` responder: run `cargo test --workspace --all-features` (the README's test command)");
+
 mod answering;
 mod bench;
 mod check;
