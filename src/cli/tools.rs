@@ -16,6 +16,12 @@ use crate::error::Error;
 pub(super) fn check(args: ConfigArg, registry: &Registry) -> Result<(), Error> {
     warn_ignored_env();
     let toml = crate::check(&source(args, Overrides::default()), registry)?;
+    // On stderr: stdout stays the effective config, valid TOML.
+    let types: Vec<_> = registry.names().collect();
+    err_line(format_args!(
+        "config OK; responder types in this build: {}",
+        types.join(", ")
+    ));
     out(format_args!("{toml}"))
         .map_err(|e| Error::Setup(format!("cannot write the effective config to stdout: {e}")))
 }
