@@ -3,14 +3,20 @@
 //! only ratios from one run count).
 //!
 //! ```text
-//! cargo bench --bench compare                 # the full run (about 3 minutes)
-//! cargo bench --bench compare -- --quick      # a smoke run, as CI does
+//! cargo bench --features fault --bench compare             # the full run (about 6 minutes)
+//! cargo bench --features fault --bench compare -- --quick  # a smoke run, as CI does
 //! ```
 //!
-//! Servers: discoveryd (release, default config), django-udp-discovery
+//! Servers: discoveryd (release, default config; built with the `fault`
+//! responder, inert unless configured, to measure restart recovery), django-udp-discovery
 //! 1.0.0 (in a venv under target/py-venv, made here), and a reference:
 //! blocking recv_from/send_to with one socket, and with two SO_REUSEPORT
 //! sockets. This binary is its own reference server (`reference PORT N`).
+//!
+//! To compare before and after a change in the same run, point
+//! `DISCOVERYD_COMPARE_BASELINE` at another discoveryd binary (say, a
+//! release build of the previous commit): it gets a row of its own and its
+//! own instruction count.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -71,6 +77,8 @@ fn reference(port: u16, sockets: usize) {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Server {
     Discoveryd,
+    /// Another discoveryd binary (`DISCOVERYD_COMPARE_BASELINE`).
+    Baseline,
     Python,
     Reference1,
     Reference2,
@@ -80,6 +88,7 @@ impl Server {
     fn name(self) -> &'static str {
         match self {
             Server::Discoveryd => "discoveryd",
+            Server::Baseline => "discoveryd baseline",
             Server::Python => "python original",
             Server::Reference1 => "reference, 1 socket",
             Server::Reference2 => "reference, 2 REUSEPORT sockets",
@@ -92,6 +101,7 @@ struct Run {
     load: Duration,
     rounds: usize,
     python: Option<PathBuf>,
+    baseline: Option<PathBuf>,
     work: tempfile::TempDir,
 }
 
@@ -144,6 +154,7 @@ impl Run {
             },
             rounds: if quick { 1 } else { 3 },
             python,
+            baseline: std::env::var_os("DISCOVERYD_COMPARE_BASELINE").map(PathBuf::from),
             work: tempfile::tempdir().unwrap(),
         }
     }
@@ -151,12 +162,17 @@ impl Run {
     fn main(&self) {
         let servers: Vec<Server> = [
             Server::Discoveryd,
+            Server::Baseline,
             Server::Python,
             Server::Reference1,
             Server::Reference2,
         ]
         .into_iter()
-        .filter(|s| *s != Server::Python || self.python.is_some())
+        .filter(|s| match s {
+            Server::Python => self.python.is_some(),
+            Server::Baseline => self.baseline.is_some(),
+            _ => true,
+        })
         .collect();
         let mut figures = vec![Figures::default(); servers.len()];
         for round in 0..self.rounds {
@@ -174,8 +190,8 @@ impl Run {
     fn spawn(&self, server: Server, port: u16) -> Child {
         let port_s = port.to_string();
         let mut command = match server {
-            Server::Discoveryd => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_discoveryd"));
+            Server::Discoveryd | Server::Baseline => {
+                let mut c = Command::new(self.discoveryd(server));
                 c.args(["run", "--port", &port_s])
                     .env("DISCOVERYD_BIND", "127.0.0.1");
                 c.env(
@@ -268,6 +284,14 @@ impl Run {
         }
     }
 
+    /// The binary of `Discoveryd` or `Baseline`.
+    fn discoveryd(&self, server: Server) -> &Path {
+        match (server, &self.baseline) {
+            (Server::Baseline, Some(baseline)) => baseline,
+            _ => Path::new(env!("CARGO_BIN_EXE_discoveryd")),
+        }
+    }
+
     fn options(&self, target: SocketAddr, clients: usize, window: usize) -> BenchOptions {
         BenchOptions {
             target,
@@ -291,7 +315,11 @@ impl Run {
     fn discoveryd_only(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if !self.quick {
-            for server in [Server::Discoveryd, Server::Reference1] {
+            let servers = [Server::Discoveryd, Server::Baseline, Server::Reference1];
+            for server in servers
+                .into_iter()
+                .filter(|s| *s != Server::Baseline || self.baseline.is_some())
+            {
                 let figure = self
                     .instructions_per_request(server)
                     .map_or("valgrind unavailable".into(), |n| format!("{n:.0}"));
@@ -340,8 +368,10 @@ impl Run {
             .args(["--tool=callgrind", "--collect-atstart=yes"])
             .arg(format!("--callgrind-out-file={}", out.display()));
         match server {
-            Server::Discoveryd => {
-                command.args([env!("CARGO_BIN_EXE_discoveryd"), "run", "--port", &port_s]);
+            Server::Discoveryd | Server::Baseline => {
+                command
+                    .arg(self.discoveryd(server))
+                    .args(["run", "--port", &port_s]);
                 command
                     .env("DISCOVERYD_BIND", "127.0.0.1")
                     .env("DISCOVERYD_WORKERS", "1");
@@ -381,7 +411,7 @@ impl Run {
         })
         .ok()?;
         match server {
-            Server::Discoveryd => drop(nix::sys::signal::kill(
+            Server::Discoveryd | Server::Baseline => drop(nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
                 nix::sys::signal::Signal::SIGTERM,
             )),
@@ -708,6 +738,13 @@ fn print_table(servers: &[Server], figures: &[Figures], extra: &[(String, String
         println!(
             "  discoveryd / python original:     {:.2}  (target >= 2.5)",
             d / python
+        );
+    }
+    let baseline = tput(Server::Baseline);
+    if baseline > 0.0 {
+        println!(
+            "  discoveryd / baseline:            {:.2}  (1.00: unchanged)",
+            d / baseline
         );
     }
     for (name, value) in extra {

@@ -14,7 +14,7 @@ mod events;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(crate) use crate::messages::Plan;
 pub(crate) use events::{
@@ -235,21 +235,9 @@ impl<R> Machine<R> {
             Exit::BindFailed { addr, failure } => {
                 let attempt = active.attempt + 1;
                 match self.retry.decide(&failure, attempt) {
-                    RetryDecision::Retry { after } => vec![
-                        Command::Retrying {
-                            addr,
-                            attempt,
-                            after,
-                        },
-                        Command::Schedule {
-                            after,
-                            event: Event::Retry {
-                                role: Role::Active,
-                                replaces,
-                                attempt,
-                            },
-                        },
-                    ],
+                    RetryDecision::Retry { after } => {
+                        retry(addr, Role::Active, replaces, attempt, after)
+                    }
                     RetryDecision::GiveUp => self.stop(Err(Failure::Bind(FailedBind {
                         addr,
                         failure,
@@ -300,21 +288,9 @@ impl<R> Machine<R> {
         match exit {
             Exit::BindFailed { addr, failure } => {
                 match strategies.retry.decide(&failure, attempt) {
-                    RetryDecision::Retry { after } => vec![
-                        Command::Retrying {
-                            addr,
-                            attempt,
-                            after,
-                        },
-                        Command::Schedule {
-                            after,
-                            event: Event::Retry {
-                                role: Role::Candidate,
-                                replaces,
-                                attempt,
-                            },
-                        },
-                    ],
+                    RetryDecision::Retry { after } => {
+                        retry(addr, Role::Candidate, replaces, attempt, after)
+                    }
                     RetryDecision::GiveUp => {
                         let key = failure.key(port_changed);
                         self.candidate = None;
@@ -453,6 +429,32 @@ impl<R> Machine<R> {
             }
         }
     }
+}
+
+/// Retry the bind of `role`'s incarnation (replacing `replaces`) after
+/// `after`: say so, and schedule it.
+fn retry<R>(
+    addr: SocketAddr,
+    role: Role,
+    replaces: Id,
+    attempt: u32,
+    after: Duration,
+) -> Vec<Command<R>> {
+    vec![
+        Command::Retrying {
+            addr,
+            attempt,
+            after,
+        },
+        Command::Schedule {
+            after,
+            event: Event::Retry {
+                role,
+                replaces,
+                attempt,
+            },
+        },
+    ]
 }
 
 #[cfg(test)]
