@@ -60,7 +60,10 @@ pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 /// Validates the configuration from `source`, responder options included
 /// (with the types of `registry`), and returns the effective configuration
 /// as TOML.
-pub(crate) fn check(source: &ConfigSource, registry: &discoveryd_api::Registry) -> Result<String, Error> {
+pub(crate) fn check(
+    source: &ConfigSource,
+    registry: &discoveryd_api::Registry,
+) -> Result<String, Error> {
     let config = source.load()?;
     responders::Snapshot::build(&config, registry, source, None)?;
     Ok(config.to_toml())
