@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::util::{config_for, free_port, Client, ConfigDir, Daemon};
+use crate::util::{loopback, Client, ConfigDir, Daemon};
 
 #[test]
 fn built_in_defaults_answer_without_a_config_file() {
@@ -22,7 +22,7 @@ fn built_in_defaults_answer_without_a_config_file() {
 
 #[test]
 fn answers_with_the_service_port_when_one_is_set() {
-    let config = ConfigDir::new(&config_for(free_port(), "service_port = 8080"));
+    let config = ConfigDir::new(&loopback("service_port = 8080"));
     let (_daemon, port) = Daemon::run(&config, &[]);
     assert_eq!(
         Client::new().ask(port, b"DISCOVER_SERVER").as_deref(),
@@ -47,7 +47,7 @@ fn the_answer_comes_from_the_port_the_request_went_to() {
 
 #[test]
 fn ignores_everything_but_the_exact_message() {
-    let config = ConfigDir::new(&config_for(free_port(), "buffer_size = 64"));
+    let config = ConfigDir::new(&loopback("buffer_size = 64"));
     let (_daemon, port) = Daemon::run(&config, &[]);
     let client = Client::new();
     let long = vec![b'A'; 65];
@@ -72,8 +72,7 @@ fn ignores_everything_but_the_exact_message() {
 fn a_request_longer_than_buffer_size_is_never_truncated_into_a_match() {
     // With buffer_size 15, "DISCOVER_SERVER" fits exactly; one byte more
     // would match if the datagram were truncated to the buffer.
-    let config = ConfigDir::new(&config_for(
-        free_port(),
+    let config = ConfigDir::new(&loopback(
         "buffer_size = 16\nmessage = \"DISCOVER_SERVER!\"",
     ));
     let (_daemon, port) = Daemon::run(&config, &[]);
@@ -108,7 +107,7 @@ fn each_answer_names_the_address_the_request_arrived_on() {
 
 #[test]
 fn advertise_ip_overrides_the_arrival_address() {
-    let config = ConfigDir::new(&config_for(free_port(), "advertise_ip = \"192.0.2.10\""));
+    let config = ConfigDir::new(&loopback("advertise_ip = \"192.0.2.10\""));
     let (_daemon, port) = Daemon::run(&config, &[]);
     assert_eq!(
         Client::new().ask(port, b"DISCOVER_SERVER").as_deref(),
@@ -118,7 +117,7 @@ fn advertise_ip_overrides_the_arrival_address() {
 
 #[test]
 fn the_message_flag_and_env_override_the_file() {
-    let config = ConfigDir::new(&config_for(free_port(), "message = \"FROM_FILE\""));
+    let config = ConfigDir::new(&loopback("message = \"FROM_FILE\""));
     let path = config.path();
     let mut daemon = Daemon::spawn_with_env(
         &["run", "--config", path.to_str().unwrap(), "--port", "0"],

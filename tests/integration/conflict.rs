@@ -1,11 +1,12 @@
 //! A busy port: retry-after-cleanup, then exit 3 naming the holder.
 
-use crate::util::{config_for, free_port, hold, Client, ConfigDir, Daemon};
+use crate::util::{config_for, free_port, hold, loopback, Client, ConfigDir, Daemon};
 
 const QUICK_RETRIES: &str = "[supervision.retry_after_cleanup]\nattempts = 2\ndelay = \"50ms\"";
 
 #[test]
 fn a_held_port_exits_3_naming_the_port_the_holder_and_the_fix() {
+    // A pre-chosen port: another program holds it.
     let port = free_port();
     let _held = hold(port);
     let config = ConfigDir::new(&config_for(port, QUICK_RETRIES));
@@ -35,6 +36,7 @@ fn a_held_port_exits_3_naming_the_port_the_holder_and_the_fix() {
 
 #[test]
 fn the_service_starts_if_the_port_frees_up_during_the_retries() {
+    // A pre-chosen port: another program holds it, then lets it go.
     let port = free_port();
     let held = hold(port);
     let retries = "[supervision.retry_after_cleanup]\nattempts = 100\ndelay = \"50ms\"";
@@ -48,7 +50,7 @@ fn the_service_starts_if_the_port_frees_up_during_the_retries() {
 
 #[test]
 fn a_second_discoveryd_on_the_same_port_gets_a_conflict_never_a_share() {
-    let (mut first, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    let (mut first, port) = Daemon::run(&ConfigDir::new(&loopback("")), &[]);
     let config = ConfigDir::new(&config_for(port, QUICK_RETRIES));
     let mut second = Daemon::spawn(&["run", "--config", config.path().to_str().unwrap()]);
     assert_eq!(second.wait(), 3);

@@ -3,7 +3,7 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use crate::util::{config_for, free_port, output, ConfigDir, Daemon};
+use crate::util::{config_for, free_port, loopback, output, ConfigDir, Daemon};
 
 fn json(args: &[&str]) -> (i32, serde_json::Value) {
     let (code, out, err) = output(args);
@@ -28,7 +28,7 @@ fn finds_a_server_by_target_and_prints_a_table() {
 
 #[test]
 fn json_output_has_each_server_once_with_its_service_port() {
-    let config = ConfigDir::new(&config_for(free_port(), "service_port = 8080"));
+    let config = ConfigDir::new(&loopback("service_port = 8080"));
     let (_daemon, port) = Daemon::run(&config, &[]);
     let target = format!("127.0.0.1:{port}");
     // The same server asked twice is listed once.
@@ -160,9 +160,10 @@ fn bad_usage_exits_2() {
 
 #[test]
 fn uses_the_config_file_for_message_and_port() {
+    // A pre-chosen port: `discover` reads it from the same file.
     let port = free_port();
     let config = ConfigDir::new(&config_for(port, "message = \"WHO_IS_THERE\""));
-    let (_daemon, _) = Daemon::run(&config, &[]);
+    let (_daemon, _) = Daemon::run_on_file_port(&config, &[]);
     let path = config.path();
     let (code, doc) = json(&[
         "discover",
@@ -174,10 +175,13 @@ fn uses_the_config_file_for_message_and_port() {
     ]);
     assert_eq!(code, 0, "{doc}");
     assert_eq!(doc["sent_to"][0], format!("127.0.0.1:{port}"));
+    assert_eq!(doc["servers"][0]["reply"], "SERVER_IP:127.0.0.1", "{doc}");
 }
 
 #[test]
 fn ipv6_servers_are_found_over_ipv6() {
+    // A pre-chosen port (free on 127.0.0.1 and ::1): with `--port 0` each
+    // address would get a port of its own.
     let config = ConfigDir::new(&format!(
         "port = {}\nbind = [\"127.0.0.1\", \"::1\"]\n",
         free_port()

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::util::{
-    alive, bin, config_for, free_port, hold, output, output_within, wait_gone, Background, Client,
-    ConfigDir, Daemon, DEADLINE,
+    alive, bin, config_for, free_port, hold, loopback, output, output_within, wait_gone,
+    write_whole, Background, Client, ConfigDir, Daemon, DEADLINE,
 };
 
 /// `discoveryd <args>` with `--config` and `--pidfile` in `dir`.
@@ -25,6 +25,7 @@ fn in_dir(dir: &Path, args: &[&str]) -> (i32, String, String) {
 fn no_spelling_of_the_config_file_can_be_used_as_pidfile_socket_or_log() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // A pre-chosen port: `start` (refused here) has no `--port`.
     let body = config_for(free_port(), "");
     std::fs::write(d.join("c.toml"), &body).unwrap();
     let dotdot = format!(
@@ -90,6 +91,7 @@ fn a_directory_anyone_can_write_anywhere_above_is_refused() {
     let open = dir.path().join("open");
     std::fs::create_dir_all(open.join("sub")).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // A pre-chosen port: `start` (refused here) has no `--port`.
     let config = ConfigDir::new(&config_for(free_port(), ""));
     let pidfile = open.join("sub/d.pid");
     let (code, _, err) = output_within(&[
@@ -157,6 +159,7 @@ fn restart_checks_its_files_before_it_stops_anything() {
 fn a_broken_config_still_leads_to_its_running_instance() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
+    // A pre-chosen port: `start` has no `--port`.
     std::fs::write(
         &path,
         config_for(
@@ -170,7 +173,7 @@ fn a_broken_config_still_leads_to_its_running_instance() {
     assert_eq!(code, 0, "{out}{err}");
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("garbage here\n");
-    std::fs::write(&path, text).unwrap();
+    write_whole(&path, &text);
     let (code, out, err) = output_within(&["status", "--json", "--config", config]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("the config cannot be read"), "{err}");
@@ -192,10 +195,10 @@ fn a_notify_socket_nobody_reads_never_wedges_the_control_plane() {
     let dir = tempfile::tempdir().unwrap();
     let notify = dir.path().join("notify.sock");
     let _deaf = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
-    let config = ConfigDir::new(&config_for(free_port(), ""));
+    let config = ConfigDir::new(&loopback(""));
     let path = config.path();
     let mut daemon = Daemon::spawn_with_env(
-        &["run", "--config", path.to_str().unwrap()],
+        &["run", "--port", "0", "--config", path.to_str().unwrap()],
         &[
             ("DISCOVERYD_BIND", "127.0.0.1"),
             ("NOTIFY_SOCKET", notify.to_str().unwrap()),
@@ -255,6 +258,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 
 #[test]
 fn a_daemon_still_binding_is_not_reported_listening_and_start_gives_up_on_it() {
+    // A pre-chosen port, held by another program.
     let busy = free_port();
     let _held = hold(busy);
     let retries = "[supervision.retry_after_cleanup]\nattempts = 1000\ndelay = \"200ms\"";
@@ -299,7 +303,7 @@ fn odd_arguments_get_usage_errors_not_nonsense() {
     let (code, _, err) = output(&["bench", "--duration", "1ns"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("too short to send a single request"), "{err}");
-    let (_daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    let (_daemon, port) = Daemon::run(&ConfigDir::new(&loopback("")), &[]);
     let out = Command::new(bin())
         .args([
             "discover",
@@ -329,6 +333,7 @@ fn a_broken_config_leads_to_its_instance_under_another_spelling() {
     let dir = tempfile::tempdir().unwrap();
     let real = dir.path().join("real.toml");
     let link = dir.path().join("link.toml");
+    // A pre-chosen port: `start` has no `--port`.
     std::fs::write(
         &real,
         config_for(
@@ -340,7 +345,7 @@ fn a_broken_config_leads_to_its_instance_under_another_spelling() {
     std::os::unix::fs::symlink("real.toml", &link).unwrap();
     let (code, out, err) = output_within(&["start", "--config", link.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    std::fs::write(&real, "garbage here\n").unwrap();
+    write_whole(&real, "garbage here\n");
     let (code, out, err) = output_within(&["stop", "--config", real.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("stopped pid"), "{out}");

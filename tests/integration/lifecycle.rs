@@ -4,7 +4,7 @@ use std::net::UdpSocket;
 
 use nix::sys::signal::Signal;
 
-use crate::util::{config_for, free_port, output, Client, ConfigDir, Daemon};
+use crate::util::{loopback, output, Client, ConfigDir, Daemon};
 
 #[test]
 fn run_prints_the_configuration_the_real_address_and_how_to_test() {
@@ -48,7 +48,7 @@ fn stops_by_itself_when_the_duration_elapses() {
 
 #[test]
 fn duration_from_the_config_file_in_humantime() {
-    let config = ConfigDir::new(&config_for(free_port(), "duration = \"1s 200ms\""));
+    let config = ConfigDir::new(&loopback("duration = \"1s 200ms\""));
     let (mut daemon, _) = Daemon::run(&config, &[]);
     daemon.expect_stdout("[TIMER] Auto-stop timer set for 1s 200ms");
     daemon.expect_stdout("Duration expired (1s 200ms)");
@@ -66,8 +66,14 @@ fn bad_durations_exit_2_with_one_line() {
             "--duration {bad}: {err}"
         );
     }
-    let config = ConfigDir::new(&config_for(free_port(), "duration = \"0s\""));
-    let (code, _, err) = output(&["run", "--config", config.path().to_str().unwrap()]);
+    let config = ConfigDir::new(&loopback("duration = \"0s\""));
+    let (code, _, err) = output(&[
+        "run",
+        "--port",
+        "0",
+        "--config",
+        config.path().to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("discoveryd.toml: key `duration`"), "{err}");

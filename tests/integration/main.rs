@@ -18,5 +18,6 @@ mod operators;
 mod plugins;
 mod reload;
 mod security;
+mod service;
 mod supervision;
 mod util;

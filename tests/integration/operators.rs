@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::util::{
-    alive, config_for, free_port, hold, output, output_within, wait_gone, Background, Client,
-    ConfigDir, Daemon, NotifySocket, DEADLINE,
+    alive, config_for, free_port, hold, loopback, output, output_within, wait_gone, write_whole,
+    Background, Client, ConfigDir, Daemon, NotifySocket, DEADLINE,
 };
 
 #[test]
 fn signals_sent_as_soon_as_the_pidfile_exists_never_kill_it() {
-    let config = ConfigDir::new(&config_for(free_port(), ""));
+    let config = ConfigDir::new(&loopback(""));
     let path = config.path();
     for _ in 0..3 {
-        let mut daemon = Daemon::spawn(&["run", "--config", path.to_str().unwrap()]);
+        let mut daemon = Daemon::spawn(&["run", "--port", "0", "--config", path.to_str().unwrap()]);
         let pidfile = daemon.pidfile();
         // Spin (no sleep): the signals must land in the start-up window.
         let deadline = Instant::now() + DEADLINE;
@@ -79,6 +79,7 @@ fn planted_symlinks_and_open_directories_are_refused() {
     std::fs::write(&precious, "keep me\n").unwrap();
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&precious, &link).unwrap();
+    // A pre-chosen port: `start` (refused here) has no `--port`.
     let config = ConfigDir::new(&config_for(free_port(), ""));
     let config = config.path();
 
@@ -193,7 +194,8 @@ fn restart_validates_before_it_stops_the_running_instance() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("key `port`"), "{err}");
     assert!(alive(first));
-    // A busy new port: exit 3, naming it; the old instance still serves.
+    // A busy new port (pre-chosen, held by another program): exit 3,
+    // naming it; the old instance still serves.
     let busy = free_port();
     let _held = hold(busy);
     bg.config.write(&config_for(busy, ""));
@@ -214,6 +216,7 @@ fn restart_validates_before_it_stops_the_running_instance() {
 #[test]
 fn a_pidfile_edited_in_a_running_config_still_finds_the_instance() {
     let dir = tempfile::tempdir().unwrap();
+    // A pre-chosen port: `start` has no `--port`.
     let port = free_port();
     let (old, new) = (dir.path().join("old.pid"), dir.path().join("new.pid"));
     let path = dir.path().join("discoveryd.toml");
@@ -230,7 +233,7 @@ fn a_pidfile_edited_in_a_running_config_still_finds_the_instance() {
     let config = path.to_str().unwrap();
     let (code, out, err) = output_within(&["start", "--config", config]);
     assert_eq!(code, 0, "{out}{err}");
-    std::fs::write(&path, body(&new, "EDITED_MESSAGE")).unwrap();
+    write_whole(&path, &body(&new, "EDITED_MESSAGE"));
     Client::new().ask_until(port, b"EDITED_MESSAGE", "SERVER_IP:127.0.0.1");
     let log = std::fs::read_to_string(dir.path().join("old.log")).unwrap();
     assert!(
@@ -251,9 +254,15 @@ fn a_pidfile_edited_in_a_running_config_still_finds_the_instance() {
 
 #[test]
 fn a_closed_or_full_stdout_never_stops_the_service_or_panics() {
-    let config = ConfigDir::new(&config_for(free_port(), ""));
+    let config = ConfigDir::new(&loopback(""));
     let path = config.path();
-    let mut daemon = Daemon::spawn_with_stdout_closed(&["run", "--config", path.to_str().unwrap()]);
+    let mut daemon = Daemon::spawn_with_stdout_closed(&[
+        "run",
+        "--port",
+        "0",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
     let line = daemon.expect_stderr("listening for discovery requests");
     let port: u16 = line
         .rsplit(':')
@@ -307,7 +316,7 @@ fn a_config_path_that_is_not_a_regular_file_is_refused_at_once() {
     }
     // Swapped in under a running daemon: rejected, and it still answers,
     // reports its status and stops.
-    let config = ConfigDir::new(&config_for(free_port(), ""));
+    let config = ConfigDir::new(&loopback(""));
     let (mut daemon, port) = Daemon::run(&config, &[]);
     std::fs::remove_file(config.path()).unwrap();
     nix::unistd::mkfifo(
@@ -345,11 +354,18 @@ fn bench_arguments_are_bounded_and_a_silent_target_fails() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(expected), "{args:?}: {err}");
     }
-    // Nobody listens there: 100% loss is a failure, not a result.
-    let silent = format!("127.0.0.1:{}", free_port());
-    let (code, out, err) = output_within(&["bench", "--target", &silent, "--requests", "4"]);
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("no reply from"), "{err}");
+    // 100% loss is a failure, not a result: where nobody listens (a
+    // pre-chosen port nothing binds, so the kernel refuses), and where a
+    // socket takes the requests but never answers.
+    let deaf = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for silent in [
+        format!("127.0.0.1:{}", free_port()),
+        deaf.local_addr().unwrap().to_string(),
+    ] {
+        let (code, out, err) = output_within(&["bench", "--target", &silent, "--requests", "4"]);
+        assert_eq!(code, 1, "{silent}: {out}{err}");
+        assert!(err.contains("no reply from"), "{silent}: {err}");
+    }
 }
 
 #[test]
@@ -359,7 +375,7 @@ fn discover_rejects_port_0_and_returns_once_every_target_answered() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains("port 0"), "{args:?}: {err}");
     }
-    let (_daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    let (_daemon, port) = Daemon::run(&ConfigDir::new(&loopback("")), &[]);
     let target = format!("127.0.0.1:{port}");
     let (code, out, err) =
         output_within(&["discover", "--target", &target, "--timeout", "8s", "--json"]);
@@ -397,10 +413,10 @@ fn one_fake_responder_cannot_fill_the_discovery_table() {
 #[test]
 fn a_tiny_watchdog_interval_is_clamped_not_busy_looped() {
     let notify = NotifySocket::new();
-    let config = ConfigDir::new(&config_for(free_port(), ""));
+    let config = ConfigDir::new(&loopback(""));
     let path = config.path();
     let mut daemon = Daemon::spawn_with_env(
-        &["run", "--config", path.to_str().unwrap()],
+        &["run", "--port", "0", "--config", path.to_str().unwrap()],
         &[
             ("DISCOVERYD_BIND", "127.0.0.1"),
             ("NOTIFY_SOCKET", notify.path().to_str().unwrap()),
@@ -450,7 +466,7 @@ fn the_default_pidfile_is_the_units_as_root_and_private_otherwise() {
 
 #[test]
 fn reload_without_a_confirmed_result_fails() {
-    let (daemon, _) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    let (daemon, _) = Daemon::run(&ConfigDir::new(&loopback("")), &[]);
     let pidfile = daemon.pidfile();
     daemon.signal(Signal::SIGSTOP);
     let (code, _, err) = output_within(&[

@@ -1,11 +1,10 @@
 //! Responder plugins: the json plugin, and errors for unknown ones.
 
-use crate::util::{config_for, free_port, output, Client, ConfigDir, Daemon};
+use crate::util::{loopback, output, Client, ConfigDir, Daemon};
 
 #[test]
 fn the_json_plugin_answers_its_own_message() {
-    let config = ConfigDir::new(&config_for(
-        free_port(),
+    let config = ConfigDir::new(&loopback(
         "service_port = 8080\n[[responders]]\ntype = \"classic\"\n[[responders]]\ntype = \"json\"\nmessage = \"DISCOVER_JSON\"\n\
          name = \"printer\"\nversion = \"2.1.0\"\n[responders.metadata]\nroom = \"lab\"\nfloor = \"third, by the stairs\"\n",
     ));
@@ -37,8 +36,14 @@ fn the_json_plugin_answers_its_own_message() {
 
 #[test]
 fn an_unknown_plugin_is_a_config_error_listing_the_known_ones() {
-    let config = ConfigDir::new(&config_for(free_port(), "[[responders]]\ntype = \"jsno\""));
-    let (code, _, err) = output(&["run", "--config", config.path().to_str().unwrap()]);
+    let config = ConfigDir::new(&loopback("[[responders]]\ntype = \"jsno\""));
+    let (code, _, err) = output(&[
+        "run",
+        "--port",
+        "0",
+        "--config",
+        config.path().to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(

@@ -3,22 +3,25 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::util::{config_for, free_port, hold, Client, ConfigDir, Daemon};
+use crate::util::{
+    config_for, free_port, hold, loopback, settled, write_whole, Client, ConfigDir, Daemon,
+    DEADLINE,
+};
 
 const QUICK_RETRIES: &str = "[supervision.retry_after_cleanup]\nattempts = 1\ndelay = \"50ms\"";
 
 #[test]
 fn a_new_message_applies_in_place_without_a_rebind() {
-    // `--port 0` as tests use it: the pinned port must not count as a change.
-    let config = ConfigDir::new(&config_for(
-        free_port(),
+    // `--port 0` as tests use it outranks the file's port (none at first,
+    // then the port bound): that must not count as a change.
+    let config = ConfigDir::new(&loopback(
         "message = \"OLD_MESSAGE\"\nlog_level = \"debug\"",
     ));
-    let (mut daemon, port) = Daemon::run(&config, &["--port", "0"]);
+    let (mut daemon, port) = Daemon::run(&config, &[]);
     let client = Client::new();
     assert_eq!(
         client.ask(port, b"OLD_MESSAGE").as_deref(),
@@ -52,36 +55,58 @@ fn a_new_message_applies_in_place_without_a_rebind() {
 
 #[test]
 fn an_atomic_save_by_rename_is_seen() {
-    let port = free_port();
-    let config = ConfigDir::new(&config_for(port, ""));
-    let (_daemon, _) = Daemon::run(&config, &[]);
-    config.write_by_rename(&config_for(port, "message = \"RENAMED_MESSAGE\""));
+    let config = ConfigDir::new(&loopback(""));
+    let (_daemon, port) = Daemon::run(&config, &[]);
+    config.write(&loopback("message = \"RENAMED_MESSAGE\""));
     Client::new().ask_until(port, b"RENAMED_MESSAGE", "SERVER_IP:127.0.0.1");
 }
 
 #[test]
+fn an_in_place_save_is_seen() {
+    // Writing in place is the point here: truncate, then write, as many
+    // editors save. The daemon may read the file empty in between (and
+    // reject that); what was written must apply all the same.
+    let config = ConfigDir::new(&loopback(""));
+    let (_daemon, port) = Daemon::run(&config, &[]);
+    config.write_in_place(&loopback("message = \"IN_PLACE_MESSAGE\""));
+    Client::new().ask_until(port, b"IN_PLACE_MESSAGE", "SERVER_IP:127.0.0.1");
+}
+
+#[test]
 fn sighup_reloads_even_when_the_watcher_sees_nothing() {
-    // The config path is a symlink into a directory nobody watches, so only
-    // SIGHUP can bring the edit in.
-    let port = free_port();
-    let real = ConfigDir::new(&config_for(port, "message = \"BEFORE_MESSAGE\""));
-    let link_dir = tempfile::tempdir().unwrap();
-    let link = link_dir.path().join("discoveryd.toml");
-    std::os::unix::fs::symlink(real.path(), &link).unwrap();
-    let mut daemon = Daemon::spawn(&["run", "--config", link.to_str().unwrap()]);
-    daemon.listening_port();
+    // The config file has a second name, a hard link in a directory the
+    // daemon does not watch; an edit written in place through that name
+    // (in place is the point: a rename would break the link) raises no
+    // event where the daemon watches, so only SIGHUP can bring it in.
+    let config = ConfigDir::new(&loopback("message = \"BEFORE_MESSAGE\""));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other_name = elsewhere.path().join("discoveryd.toml");
+    std::fs::hard_link(config.path(), &other_name).unwrap();
+    let (daemon, port) = Daemon::run(&config, &[]);
     let client = Client::new();
     assert!(client.ask(port, b"BEFORE_MESSAGE").is_some());
-    real.write(&config_for(port, "message = \"AFTER_MESSAGE\""));
+    std::fs::write(&other_name, loopback("message = \"AFTER_MESSAGE\"")).unwrap();
     daemon.signal(Signal::SIGHUP);
     client.ask_until(port, b"AFTER_MESSAGE", "SERVER_IP:127.0.0.1");
+    // SIGHUP's reload is the only one: had the watcher seen the edit too,
+    // it would have reloaded as well (finding nothing changed, or changing
+    // it first), and this test would prove nothing about SIGHUP.
+    let reloads = settled(|| daemon.status()["reloads"].clone(), |r| r["applied"] != 0);
+    assert_eq!(
+        (
+            &reloads["applied"],
+            &reloads["unchanged"],
+            &reloads["rejected"]
+        ),
+        (&1.into(), &0.into(), &0.into()),
+        "{reloads}"
+    );
 }
 
 #[test]
 fn no_request_goes_unanswered_across_in_place_reloads() {
-    let port = free_port();
-    let config = ConfigDir::new(&config_for(port, "response_prefix = \"P0:\""));
-    let (_daemon, _) = Daemon::run(&config, &[]);
+    let config = ConfigDir::new(&loopback("response_prefix = \"P0:\""));
+    let (_daemon, port) = Daemon::run(&config, &[]);
     let stop = Arc::new(AtomicBool::new(false));
     let load = std::thread::spawn({
         let stop = Arc::clone(&stop);
@@ -105,7 +130,7 @@ fn no_request_goes_unanswered_across_in_place_reloads() {
     });
     let probe = Client::new();
     for i in 1..=20 {
-        config.write(&config_for(port, &format!("response_prefix = \"P{i}:\"")));
+        config.write(&loopback(&format!("response_prefix = \"P{i}:\"")));
         probe.ask_until(port, b"DISCOVER_SERVER", &format!("P{i}:127.0.0.1"));
     }
     stop.store(true, Ordering::Relaxed);
@@ -119,31 +144,31 @@ fn no_request_goes_unanswered_across_in_place_reloads() {
 
 #[test]
 fn a_new_port_is_bound_before_the_old_one_closes() {
+    // Pre-chosen ports: the port changes on the reload.
     let (old, new) = (free_port(), free_port());
     let config = ConfigDir::new(&config_for(old, ""));
-    let (mut daemon, _) = Daemon::run(&config, &[]);
+    let (mut daemon, _) = Daemon::run_on_file_port(&config, &[]);
     let client = Client::new();
     config.write(&config_for(new, "message = \"MOVED_MESSAGE\""));
     client.ask_until(new, b"MOVED_MESSAGE", "SERVER_IP:127.0.0.1");
     daemon.expect_stderr("binding the new addresses first");
     daemon.expect_stderr("listening on new addresses");
     // The old socket closes once the new one answers.
-    let deadline = std::time::Instant::now() + crate::util::DEADLINE;
+    let deadline = Instant::now() + DEADLINE;
     while std::net::UdpSocket::bind(("127.0.0.1", old)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "old port {old} never released"
-        );
+        assert!(Instant::now() < deadline, "old port {old} never released");
         client.drain();
     }
 }
 
 #[test]
 fn a_busy_new_port_is_rejected_and_the_old_port_keeps_serving() {
+    // Pre-chosen ports: the port changes on the reload, to one another
+    // program holds.
     let (old, busy) = (free_port(), free_port());
     let _held = hold(busy);
     let config = ConfigDir::new(&config_for(old, QUICK_RETRIES));
-    let (mut daemon, _) = Daemon::run(&config, &[]);
+    let (mut daemon, _) = Daemon::run_on_file_port(&config, &[]);
     config.write(&config_for(
         busy,
         &format!("message = \"NEVER_MESSAGE\"\n{QUICK_RETRIES}"),
@@ -165,9 +190,11 @@ fn a_busy_new_port_is_rejected_and_the_old_port_keeps_serving() {
 
 #[test]
 fn invalid_edits_are_rejected_by_file_and_key_and_the_old_config_serves_on() {
+    // A pre-chosen port: the file's `port` must be in force, or `--port 0`
+    // would outrank a bad `port = 70000` before it is ever checked.
     let port = free_port();
     let config = ConfigDir::new(&config_for(port, ""));
-    let (mut daemon, _) = Daemon::run(&config, &[]);
+    let (mut daemon, _) = Daemon::run_on_file_port(&config, &[]);
     let client = Client::new();
     let path = config.path().display().to_string();
     for (body, key) in [
@@ -200,74 +227,66 @@ fn invalid_edits_are_rejected_by_file_and_key_and_the_old_config_serves_on() {
 
 #[test]
 fn logging_false_silences_info_logs_live() {
-    let port = free_port();
-    let config = ConfigDir::new(&config_for(port, ""));
-    let (mut daemon, _) = Daemon::run(&config, &[]);
+    let config = ConfigDir::new(&loopback(""));
+    let (mut daemon, port) = Daemon::run(&config, &[]);
     let client = Client::new();
-    config.write(&config_for(
-        port,
-        "logging = false\nmessage = \"QUIET_MESSAGE\"",
-    ));
+    config.write(&loopback("logging = false\nmessage = \"QUIET_MESSAGE\""));
     client.ask_until(port, b"QUIET_MESSAGE", "SERVER_IP:127.0.0.1");
-    config.write(&config_for(
-        port,
-        "logging = false\nmessage = \"QUIETER_MESSAGE\"",
-    ));
+    config.write(&loopback("logging = false\nmessage = \"QUIETER_MESSAGE\""));
     client.ask_until(port, b"QUIETER_MESSAGE", "SERVER_IP:127.0.0.1");
-    config.write(&config_for(
-        port,
-        "logging = true\nmessage = \"LOUD_MESSAGE\"",
-    ));
+    config.write(&loopback("logging = true\nmessage = \"LOUD_MESSAGE\""));
     client.ask_until(port, b"LOUD_MESSAGE", "SERVER_IP:127.0.0.1");
     daemon.expect_stderr("changed=logging, message");
+    // Of three reloads, only the one that turned logging back on was
+    // logged: the one while logging was off (changed=message) was not.
     let err = daemon.stderr_text();
-    assert!(
-        !err.contains("QUIETER_MESSAGE") && err.matches("config reloaded").count() == 1,
-        "{err}"
-    );
+    let reloaded: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("config reloaded"))
+        .collect();
+    assert_eq!(reloaded.len(), 1, "{err}");
+    assert!(reloaded[0].contains("changed=logging, message"), "{err}");
 }
 
 #[test]
-fn reload_latency_from_write_to_new_answer() {
-    // Figures for README; the assertion is that every reload lands.
-    let port = free_port();
-    let config = ConfigDir::new(&config_for(port, ""));
-    let (_daemon, _) = Daemon::run(&config, &[]);
+fn every_saved_edit_is_answered_within_two_seconds() {
+    // What a user waits for after saving: the new answer. The bound is
+    // generous (the debounce is 20 ms); the figure itself is measured by
+    // the `compare` benchmark and quoted in the README.
+    let config = ConfigDir::new(&loopback(""));
+    let (_daemon, port) = Daemon::run(&config, &[]);
     let client = Client::new();
-    let mut times: Vec<Duration> = (0..20)
-        .map(|i| {
-            config.write(&config_for(port, &format!("message = \"MESSAGE_{i:04}\"")));
-            client.ask_until(
-                port,
-                format!("MESSAGE_{i:04}").as_bytes(),
-                "SERVER_IP:127.0.0.1",
-            )
-        })
-        .collect();
-    times.sort();
-    eprintln!(
-        "reload latency over 20 reloads: p50 {:?}, max {:?}",
-        times[10], times[19]
-    );
+    for i in 0..20 {
+        let message = format!("MESSAGE_{i:04}");
+        let saved = Instant::now();
+        config.write(&loopback(&format!("message = \"{message}\"")));
+        client.ask_until(port, message.as_bytes(), "SERVER_IP:127.0.0.1");
+        let waited = saved.elapsed();
+        assert!(
+            waited < Duration::from_secs(2),
+            "reload {i} was answered {waited:?} after the save"
+        );
+    }
 }
 
 #[test]
 fn a_bind_change_on_the_same_port_binds_the_new_sockets_first() {
     // 0.0.0.0:port overlaps our own 127.0.0.1:port: the new socket binds
     // beside it (ours may share), then the old one retires; 127.0.0.2 is
-    // reachable only through the new wildcard bind.
-    let port = free_port();
-    let config = ConfigDir::new(&config_for(port, ""));
+    // reachable only through the new wildcard bind. `--port 0`: the port
+    // first bound is kept across the reload.
+    let config = ConfigDir::new(&loopback(""));
     // Not `Daemon::run`: its DISCOVERYD_BIND would outrank the file's bind.
     let path = config.path();
-    let mut daemon = Daemon::spawn_with_env(&["run", "--config", path.to_str().unwrap()], &[]);
-    daemon.listening_port();
-    config.write(&format!(
-        "port = {port}\nbind = \"0.0.0.0\"\nmessage = \"WIDE_MESSAGE\"\n"
-    ));
+    let mut daemon = Daemon::spawn_with_env(
+        &["run", "--port", "0", "--config", path.to_str().unwrap()],
+        &[],
+    );
+    let port = daemon.listening_port();
+    config.write("bind = \"0.0.0.0\"\nmessage = \"WIDE_MESSAGE\"\n");
     daemon.expect_stderr("binding the new addresses first");
     let client = Client::new();
-    let deadline = std::time::Instant::now() + crate::util::DEADLINE;
+    let deadline = Instant::now() + DEADLINE;
     loop {
         let reply = client
             .ask_at(
@@ -281,7 +300,7 @@ fn a_bind_change_on_the_same_port_binds_the_new_sockets_first() {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "never answered on the new bind: {reply:?}"
         );
     }
@@ -302,7 +321,7 @@ fn a_reload_to_an_address_not_on_this_host_blames_bind() {
         &[],
     );
     let port = daemon.listening_port();
-    config.write_by_rename(&format!("bind = \"192.0.2.1\"\n{QUICK_RETRIES}"));
+    config.write(&format!("bind = \"192.0.2.1\"\n{QUICK_RETRIES}"));
     let rejected = daemon.expect_stderr("config rejected");
     assert!(
         rejected.contains("key `bind`")
@@ -330,10 +349,10 @@ fn edits_after_the_directory_is_removed_and_created_again_are_seen() {
     // the directories come back.
     daemon.expect_stderr("config rejected");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(&path, "message = \"AFTER_MKDIR\"").unwrap();
+    write_whole(&path, "message = \"AFTER_MKDIR\"");
     Client::new().ask_until(port, b"AFTER_MKDIR", "SERVER_IP:127.0.0.1");
     // And the new directory keeps being watched.
-    std::fs::write(&path, "message = \"AND_AFTER\"").unwrap();
+    write_whole(&path, "message = \"AND_AFTER\"");
     Client::new().ask_until(port, b"AND_AFTER", "SERVER_IP:127.0.0.1");
 }
 
@@ -370,17 +389,18 @@ fn a_configmap_style_symlink_swap_is_seen() {
 fn same_port_rebinds_of_workers_and_bind_lose_nothing() {
     // Each reload below changes the sockets but not the port: the new
     // ones must answer before the old ones close, without a conflict with
-    // ourselves. Four clients keep asking all along.
-    let port = free_port();
+    // ourselves. Four clients keep asking all along. `--port 0`: the port
+    // first bound is kept across the reloads.
     let body = |workers: u32, bind: &str, i: u32| {
-        format!(
-            "port = {port}\nbind = \"{bind}\"\nworkers = {workers}\nresponse_prefix = \"P{i}:\"\n"
-        )
+        format!("bind = \"{bind}\"\nworkers = {workers}\nresponse_prefix = \"P{i}:\"\n")
     };
     let config = ConfigDir::new(&body(2, "127.0.0.1", 0));
     let path = config.path();
-    let mut daemon = Daemon::spawn_with_env(&["run", "--config", path.to_str().unwrap()], &[]);
-    daemon.listening_port();
+    let mut daemon = Daemon::spawn_with_env(
+        &["run", "--port", "0", "--config", path.to_str().unwrap()],
+        &[],
+    );
+    let port = daemon.listening_port();
     let stop = Arc::new(AtomicBool::new(false));
     let load: Vec<_> = (2..6)
         .map(|host| {
@@ -408,7 +428,7 @@ fn same_port_rebinds_of_workers_and_bind_lose_nothing() {
     for i in 1..=24 {
         let workers = [1, 3, 2, 4][i as usize % 4];
         let bind = if i % 3 == 0 { "0.0.0.0" } else { "127.0.0.1" };
-        config.write_by_rename(&body(workers, bind, i));
+        config.write(&body(workers, bind, i));
         probe.ask_until(port, b"DISCOVER_SERVER", &format!("P{i}:127.0.0.1"));
     }
     stop.store(true, Ordering::Relaxed);
@@ -453,16 +473,16 @@ fn memory_is_returned_after_workers_shrink() {
     };
     let client = Client::new();
     let before = rss_kib();
-    config.write_by_rename(&body(256, 1));
+    config.write(&body(256, 1));
     client.ask_until(port, b"DISCOVER_SERVER", "R1:127.0.0.1");
     let wide = rss_kib();
-    config.write_by_rename(&body(2, 2));
+    config.write(&body(2, 2));
     client.ask_until(port, b"DISCOVER_SERVER", "R2:127.0.0.1");
     // The 256 workers' memory goes back once their incarnation is gone.
-    let deadline = std::time::Instant::now() + crate::util::DEADLINE;
+    let deadline = Instant::now() + DEADLINE;
     let kept = |after: u64| after.saturating_sub(before);
     let mut after = rss_kib();
-    while kept(after) > (wide - before) / 10 && std::time::Instant::now() < deadline {
+    while kept(after) > (wide - before) / 10 && Instant::now() < deadline {
         std::thread::park_timeout(Duration::from_millis(20));
         after = rss_kib();
     }

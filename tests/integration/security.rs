@@ -4,7 +4,7 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use crate::util::{config_for, free_port, output, Client, ConfigDir, Daemon};
+use crate::util::{loopback, output, Client, ConfigDir, Daemon};
 
 fn refused(daemon: &Daemon, reason: &str) -> u64 {
     daemon.status()["counters"]["refused"][reason]
@@ -14,7 +14,7 @@ fn refused(daemon: &Daemon, reason: &str) -> u64 {
 
 #[test]
 fn reflector_source_ports_are_never_answered() {
-    let (daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    let (daemon, port) = Daemon::run(&ConfigDir::new(&loopback("")), &[]);
     // Unprivileged reflector ports (the list also holds 7, 19, 53, 123, ...).
     let reflector = [11211, 5353, 3702, 1900]
         .into_iter()
@@ -39,7 +39,7 @@ fn reflector_source_ports_are_never_answered() {
 
 #[test]
 fn answers_of_other_responders_are_never_answered() {
-    let (daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    let (daemon, port) = Daemon::run(&ConfigDir::new(&loopback("")), &[]);
     assert_eq!(Client::new().ask(port, b"SERVER_IP:192.0.2.1"), None);
     assert_eq!(refused(&daemon, "loop"), 1);
 }
@@ -48,7 +48,7 @@ fn answers_of_other_responders_are_never_answered() {
 fn oversized_answers_are_dropped_and_counted() {
     // A document well over 3 x (13 + 28) bytes on the wire.
     let extra = "[[responders]]\ntype = \"json\"\nname = \"a-service-with-a-long-name\"\n[responders.metadata]\nroom = \"the lab on the third floor\"\n[[responders]]\ntype = \"classic\"";
-    let (daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), extra)), &[]);
+    let (daemon, port) = Daemon::run(&ConfigDir::new(&loopback(extra)), &[]);
     assert_eq!(Client::new().ask(port, b"DISCOVER_JSON"), None);
     assert_eq!(refused(&daemon, "amplification"), 1);
 }
@@ -58,7 +58,7 @@ fn each_source_is_rate_limited_but_not_its_neighbours() {
     // Buckets are per worker (no lock is shared per datagram); on loopback a
     // sender can reach every worker, so the exact figure needs one worker.
     let extra = "workers = 1\n[security]\nrate_limit_exempt = []\n[security.rate_limit]\nper_source = 1.0\nburst = 5.0";
-    let (daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), extra)), &[]);
+    let (daemon, port) = Daemon::run(&ConfigDir::new(&loopback(extra)), &[]);
     let answered = |client: &Client, n: usize| {
         (0..n)
             .filter(|_| {
@@ -87,7 +87,7 @@ fn each_source_is_rate_limited_but_not_its_neighbours() {
 
 #[test]
 fn loopback_is_exempt_from_the_rate_limits_by_default() {
-    let (_daemon, port) = Daemon::run(&ConfigDir::new(&config_for(free_port(), "")), &[]);
+    let (_daemon, port) = Daemon::run(&ConfigDir::new(&loopback("")), &[]);
     let client = Client::new();
     // More than the default burst (40), back to back.
     let answered = (0..60)
@@ -168,7 +168,7 @@ fn a_config_that_would_answer_nothing_fails_check_and_reload() {
         ("response_prefix = \"DISCOVER_\"", "response_prefix"),
         ("message = \"SERVER_IP:hello\"", "message"),
     ] {
-        let dir = ConfigDir::new(&config_for(free_port(), extra));
+        let dir = ConfigDir::new(&loopback(extra));
         let (code, _, err) = output(&["check", "--config", dir.path().to_str().unwrap()]);
         assert_eq!(code, 2, "{err}");
         assert!(
@@ -177,9 +177,9 @@ fn a_config_that_would_answer_nothing_fails_check_and_reload() {
         );
     }
     // A hot reload to such a config is rejected: the service keeps answering.
-    let config = ConfigDir::new(&config_for(free_port(), ""));
+    let config = ConfigDir::new(&loopback(""));
     let (daemon, port) = Daemon::run(&config, &[]);
-    config.write_by_rename(&config_for(port, "response_prefix = \"DISCOVER_\""));
+    config.write(&loopback("response_prefix = \"DISCOVER_\""));
     let deadline = std::time::Instant::now() + crate::util::DEADLINE;
     while daemon.status()["reloads"]["rejected"] != 1 {
         assert!(
@@ -195,10 +195,7 @@ fn a_config_that_would_answer_nothing_fails_check_and_reload() {
 
 #[test]
 fn status_shows_every_refusal_by_reason() {
-    let (daemon, port) = Daemon::run(
-        &ConfigDir::new(&config_for(free_port(), "buffer_size = 32")),
-        &[],
-    );
+    let (daemon, port) = Daemon::run(&ConfigDir::new(&loopback("buffer_size = 32")), &[]);
     let client = Client::new();
     client.ask(port, b"");
     client.ask(port, &[b'x'; 33]);

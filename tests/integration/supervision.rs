@@ -1,10 +1,11 @@
 //! Restart-on-failure, end to end, with the `fault` plugin's panics.
 
-use crate::util::{config_for, free_port, Client, ConfigDir, Daemon};
+use crate::util::{loopback, Client, ConfigDir, Daemon};
 
+/// Run with `--port 0`: a restarted listener must come back on the port
+/// it was first given.
 fn faulty(max_restarts: u32) -> ConfigDir {
-    ConfigDir::new(&config_for(
-        free_port(),
+    ConfigDir::new(&loopback(
         &format!(
             "[supervision.restart_on_failure]\nmax_restarts = {max_restarts}\nwithin = \"1m\"\nbackoff = \"10ms\"\nbackoff_max = \"40ms\"\n\
              [[responders]]\ntype = \"fault\"\ntrigger = \"BOOM\"\n[[responders]]\ntype = \"classic\"\n"

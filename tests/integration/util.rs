@@ -16,6 +16,21 @@ use nix::unistd::Pid;
 /// How long any single expectation may take before the test fails.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
+/// Samples until `done` holds or the deadline passes; returns the last
+/// sample, for the caller to assert on. For what settles a moment after
+/// the event a test saw: a worker counts a request just after it sends the
+/// answer, so a status taken as the answer arrives may not count it yet.
+pub(crate) fn settled<T>(mut sample: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let value = sample();
+        if done(&value) || Instant::now() > deadline {
+            return value;
+        }
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+}
+
 pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_discoveryd")
 }
@@ -37,17 +52,30 @@ impl ConfigDir {
         self.dir.path().join("discoveryd.toml")
     }
 
-    /// Writes the config in place (truncate and write, like most editors).
+    /// Writes the whole config at once: a temporary file in the same
+    /// directory, renamed over it. A daemon watching the file never reads
+    /// it half-written (its debounce can fire between a truncate and the
+    /// write that follows it).
     pub(crate) fn write(&self, toml: &str) {
-        std::fs::write(self.path(), toml).expect("write config");
+        write_whole(&self.path(), toml);
     }
 
-    /// Writes the config atomically: a temporary file renamed over it.
-    pub(crate) fn write_by_rename(&self, toml: &str) {
-        let tmp = self.dir.path().join(".discoveryd.toml.swp");
-        std::fs::write(&tmp, toml).expect("write temp config");
-        std::fs::rename(&tmp, self.path()).expect("rename config");
+    /// Truncates the config and writes it, as many editors do; a watching
+    /// daemon may read it empty in between. Only for tests where writing in
+    /// place is the point; everything else uses [`write`](Self::write).
+    pub(crate) fn write_in_place(&self, toml: &str) {
+        std::fs::write(self.path(), toml).expect("write config in place");
     }
+}
+
+/// Replaces `path` with `text` in one step: a temporary file beside it,
+/// renamed over it (see [`ConfigDir::write`]).
+pub(crate) fn write_whole(path: &Path, text: &str) {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text).expect("write temp config");
+    std::fs::rename(&tmp, path).expect("rename config");
 }
 
 /// Lines a child printed on one stream, as they arrive.
@@ -142,8 +170,20 @@ impl Daemon {
         }
     }
 
-    /// `run --port 0` with this config file; waits until it listens.
+    /// `run --port 0` with this config file; waits until it listens and
+    /// returns the port the kernel gave it. The flag outranks the file's
+    /// `port` and stays in force across reloads (the port first bound is
+    /// kept), so the file's `port`, if any, is never bound.
     pub(crate) fn run(config: &ConfigDir, extra: &[&str]) -> (Self, u16) {
+        let mut args = vec!["--port", "0"];
+        args.extend_from_slice(extra);
+        Self::run_on_file_port(config, &args)
+    }
+
+    /// `run` with this config file, on the port the file names (from
+    /// [`free_port`]): for tests where the port itself matters (it changes
+    /// on a reload, or another program holds it). Waits until it listens.
+    pub(crate) fn run_on_file_port(config: &ConfigDir, extra: &[&str]) -> (Self, u16) {
         let path = config.path();
         let mut args = vec!["run", "--config", path.to_str().unwrap()];
         args.extend_from_slice(extra);
@@ -171,7 +211,7 @@ impl Daemon {
     pub(crate) fn status(&self) -> serde_json::Value {
         let pidfile = self._state.path().join("discoveryd.pid");
         let (code, out, err) =
-            output(&["status", "--json", "--pidfile", pidfile.to_str().unwrap()]);
+            output_within(&["status", "--json", "--pidfile", pidfile.to_str().unwrap()]);
         assert_eq!(code, 0, "{err}");
         serde_json::from_str(&out).expect("status JSON")
     }
@@ -366,14 +406,68 @@ impl Client {
     }
 }
 
-/// A UDP port that was free a moment ago (for config files, which cannot
-/// say port 0).
+/// A UDP port for a config file that must name one (a file cannot say
+/// port 0): for `start` (which has no `--port`), for a port that changes
+/// on a reload, and for a port another program holds. Everything else runs
+/// with `--port 0` ([`Daemon::run`]) and reads the port the kernel gave.
+///
+/// Binding port 0 and handing the number on would race: once closed, the
+/// kernel may give that same port to any test's `--port 0` or client
+/// socket before the daemon binds it. So the port comes from below the
+/// kernel's ephemeral range (`ip_local_port_range`), where nothing is
+/// handed out unasked; each call in this process gets a different one (a
+/// counter, from an offset derived from the pid so that two test processes
+/// start apart); and it is free on 127.0.0.1, and on ::1 (some tests bind
+/// both), when chosen.
 pub(crate) fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+    /// Below this, ports are well known (or the reflector ports the
+    /// security tests bind).
+    const FIRST: u16 = 20_000;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static PORTS: OnceLock<(Vec<u16>, usize)> = OnceLock::new();
+    let (ports, offset) = PORTS.get_or_init(|| {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .expect("read /proc/sys/net/ipv4/ip_local_port_range");
+        let bounds: Vec<u16> = range
+            .split_whitespace()
+            .map(|n| n.parse().expect("a port number"))
+            .collect();
+        let (low, high) = (bounds[0], bounds[1]);
+        // Below the range if there is room there, else above it.
+        let ports: Vec<u16> = if low > FIRST + 1000 {
+            (FIRST..low).collect()
+        } else {
+            (high.saturating_add(1).max(FIRST)..=u16::MAX).collect()
+        };
+        assert!(
+            ports.len() >= 1000,
+            "the ephemeral port range {low}-{high} leaves too few ports outside it"
+        );
+        let offset = std::process::id() as usize * 7919 % ports.len();
+        (ports, offset)
+    });
+    for _ in 0..ports.len() {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = ports[(offset + n) % ports.len()];
+        let v4 = UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        // Without IPv6 on loopback, only IPv4 matters.
+        let v6 = match UdpSocket::bind(("::1", port)) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::AddrInUse,
+        };
+        if v4 && v6 {
+            return port;
+        }
+    }
+    panic!("no free UDP port outside the ephemeral range");
+}
+
+/// A config file body bound to loopback, with no `port`: for `run --port
+/// 0` ([`Daemon::run`]) and for commands that never bind.
+pub(crate) fn loopback(extra: &str) -> String {
+    format!("bind = \"127.0.0.1\"\n{extra}\n")
 }
 
 /// Binds `port` on loopback and holds it, as another process would.

@@ -140,11 +140,7 @@ impl<R> Machine<R> {
 
     /// A plan asking for port 0 keeps the port the active listener bound.
     fn resolve(&self, mut plan: Plan) -> Plan {
-        if let Some(port) = self.bound().first().map(SocketAddr::port) {
-            for addr in plan.addrs.iter_mut().filter(|a| a.port() == 0) {
-                addr.set_port(port);
-            }
-        }
+        keep_port(&mut plan, self.bound());
         plan
     }
 
@@ -229,7 +225,9 @@ impl<R> Machine<R> {
 
     fn active_exited(&mut self, exit: Exit, now: Instant, jitter: f64) -> Vec<Command<R>> {
         let active = self.active.as_mut().expect("the active incarnation");
-        active.bound.clear();
+        // A restart comes back where clients found it, port 0 or not.
+        let bound = std::mem::take(&mut active.bound);
+        keep_port(&mut active.plan, &bound);
         let replaces = active.id;
         match exit {
             Exit::BindFailed { addr, failure } => {
@@ -427,6 +425,15 @@ impl<R> Machine<R> {
                 self.outcome = outcome;
                 Vec::new()
             }
+        }
+    }
+}
+
+/// Pins the port-0 addresses of `plan` to the port `bound` has (if any).
+fn keep_port(plan: &mut Plan, bound: &[SocketAddr]) {
+    if let Some(port) = bound.first().map(SocketAddr::port) {
+        for addr in plan.addrs.iter_mut().filter(|a| a.port() == 0) {
+            addr.set_port(port);
         }
     }
 }

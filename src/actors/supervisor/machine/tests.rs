@@ -281,6 +281,25 @@ fn an_in_place_reload_during_a_hand_over_applies_at_once() {
 }
 
 #[test]
+fn a_restart_comes_back_on_the_port_0_bound() {
+    let mut m = M::new(strategies(2, 3));
+    m.start(plan(0, 2));
+    on(&mut m, bound(1, 41234));
+    let failed = Exit::Failed {
+        error: "socket".into(),
+    };
+    let cmds = on(&mut m, exited(1, failed));
+    let Some(Command::Schedule { event, .. }) = cmds.into_iter().nth(1) else {
+        panic!("no restart scheduled");
+    };
+    let cmds = on(&mut m, event);
+    assert!(
+        matches!(&cmds[..], [Command::Spawn { plan, .. }] if plan.addrs == [addr(41234)]),
+        "{cmds:?}"
+    );
+}
+
+#[test]
 fn restarts_back_off_then_give_up_past_max_restarts() {
     let mut m = serving();
     let now = Instant::now();
