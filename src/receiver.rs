@@ -106,7 +106,7 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
     })?;
     let first = shared.snapshot.load();
     let mut batch = Batch::new(first.buffer_size);
-    let mut limiter = Limiter::new(first.policy.rate.sources);
+    let mut limiter = Limiter::new(first.policy.rate.sources, first.workers);
     drop(first);
     loop {
         let stopping = stop.load(Ordering::Acquire);
@@ -185,8 +185,8 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
         if snapshot.buffer_size != batch.buffer_size() {
             batch = Batch::new(snapshot.buffer_size);
         }
-        if policy.rate.sources != limiter.capacity() {
-            limiter = Limiter::new(policy.rate.sources);
+        if limiter.made_for() != (policy.rate.sources, snapshot.workers.max(1)) {
+            limiter = Limiter::new(policy.rate.sources, snapshot.workers);
         }
         if woken {
             return Ok(());

@@ -153,6 +153,11 @@ mod layering {
             let toml = "message = \"A\"\nservice_port = 1\nbind = \"::\"\n[security]\nmax_amplification = 1.5\n";
             let e = one_error(load(jail, toml));
             assert!(e.contains("IPv6") && e.contains("at least 22 bytes"), "{e}");
+            let e = one_error(load(jail, "[security.rate_limit]\nsources = 16777216\n"));
+            assert!(
+                e.starts_with("d.toml: key `security.rate_limit.sources`: use 16 to 1048576"),
+                "{e}"
+            );
             let e = one_error(load(jail, "[security]\nmax_amplification = nan\n"));
             assert!(
                 e.starts_with("d.toml: key `security.max_amplification`: must be a number of at least 1.0 (not nan or inf)"),

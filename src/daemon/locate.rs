@@ -24,7 +24,7 @@ pub(crate) struct Located {
 
 /// Finds the instance for `pidfile`, the one the configuration names (if
 /// the configuration could be read). When nothing runs there but an
-/// instance of ours is running `config` under another pidfile (the
+/// instance of this user's is running `config` under another pidfile (the
 /// config's `pidfile` was edited after it started, or the config cannot be
 /// read any more), that one is found: a running daemon always stays
 /// reachable. `None` when there is neither.
@@ -40,8 +40,11 @@ pub(crate) fn locate(pidfile: Option<PathBuf>, config: Option<&Path>) -> Option<
     let Some(config) = config else {
         return named;
     };
+    // Only this user's instances: another user's could claim any config
+    // (and answer slowly, or without end); root finds root's.
+    let me = geteuid().as_raw();
     let found = process::locked_files().into_iter().find(|(pid, path)| {
-        may_signal(*pid).is_ok()
+        process::uid_of(*pid) == Some(me)
             && process::same_program(*pid)
             && query(&socket_path(path)).is_ok_and(|s| {
                 s.pid == *pid

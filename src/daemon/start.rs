@@ -60,8 +60,13 @@ pub(crate) fn start(
 ) -> Result<u32, Error> {
     let pidfile = absolute(config.pidfile())?;
     let log_path = absolute(config.log_file())?;
-    let running = locate(Some(pidfile.clone()), source.path.as_deref())
-        .map_or(pidfile.clone(), |l| l.pidfile);
+    // A pidfile given on the command line is the instance; else the one
+    // running this config, even under the pidfile it started with.
+    let running = if source.overrides.pidfile.is_some() {
+        pidfile.clone()
+    } else {
+        locate(Some(pidfile.clone()), source.path.as_deref()).map_or(pidfile.clone(), |l| l.pidfile)
+    };
     if let Probe::Running { pid } = probe_at(&running)? {
         return Err(Error::AlreadyRunning {
             pid,

@@ -194,9 +194,9 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> Result<UdpSocket, BindError> {
     } else {
         setsockopt(&socket, sockopt::Ipv4PacketInfo, &true).map_err(|e| fail(e.into()))?;
     }
-    // Replies to broadcast requests are unicast, but a client may address
-    // a subnet's broadcast address, which the kernel delivers to us anyway.
-    socket.set_broadcast(true).map_err(fail)?;
+    // No SO_BROADCAST: receiving a broadcast request needs none, and
+    // without it the kernel refuses to send to a broadcast address, so a
+    // request spoofed from one can never be answered to a whole subnet.
     if reuse_port {
         socket.set_reuse_port(true).map_err(fail)?;
     }
@@ -241,6 +241,12 @@ impl Sockets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listening_sockets_may_never_send_to_a_broadcast_address() {
+        let socket = bind_udp(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        assert!(!getsockopt(&socket, sockopt::Broadcast).unwrap());
+    }
 
     #[test]
     fn a_second_bind_on_the_same_port_is_a_conflict() {

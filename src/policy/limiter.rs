@@ -45,12 +45,16 @@ pub(crate) struct Limiter {
     old: HashMap<IpAddr, Bucket>,
     generation: usize,
     global: Bucket,
+    made_for: (usize, usize),
 }
 
 impl Limiter {
-    /// A limiter tracking up to `sources` sources.
-    pub(crate) fn new(sources: usize) -> Self {
-        let generation = (sources / 2).max(8);
+    /// One of `workers` limiters that track `sources` sources together:
+    /// this one tracks its share, so that memory follows `sources` alone,
+    /// however many workers there are.
+    pub(crate) fn new(sources: usize, workers: usize) -> Self {
+        let workers = workers.max(1);
+        let generation = (sources.div_ceil(workers) / 2).max(8);
         Self {
             young: HashMap::with_capacity(generation),
             old: HashMap::with_capacity(generation),
@@ -60,11 +64,18 @@ impl Limiter {
                 tokens: f64::INFINITY,
                 at: Instant::now(),
             },
+            made_for: (sources, workers),
         }
     }
 
-    /// The sources this limiter was made for.
-    pub(crate) fn capacity(&self) -> usize {
+    /// The `(sources, workers)` this limiter was made for.
+    pub(crate) fn made_for(&self) -> (usize, usize) {
+        self.made_for
+    }
+
+    /// The sources this one tracks at most.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
         self.generation * 2
     }
 
@@ -126,7 +137,7 @@ mod tests {
             global: 1e9,
             sources: 64,
         };
-        let mut limiter = Limiter::new(rate.sources);
+        let mut limiter = Limiter::new(rate.sources, 1);
         let ip: IpAddr = "192.168.1.5".parse().unwrap();
         let t0 = Instant::now();
         for _ in 0..3 {
@@ -161,7 +172,7 @@ mod tests {
             global: 4.0,
             sources: 64,
         };
-        let mut limiter = Limiter::new(rate.sources);
+        let mut limiter = Limiter::new(rate.sources, 1);
         let t0 = Instant::now() + Duration::from_secs(1);
         let allowed = (0..20u8)
             .filter(|i| {
@@ -176,7 +187,7 @@ mod tests {
     #[test]
     fn a_spoofed_flood_cannot_grow_the_source_table() {
         let rate = RateLimit::default();
-        let mut limiter = Limiter::new(1024);
+        let mut limiter = Limiter::new(1024, 1);
         let now = Instant::now();
         for i in 0..100_000u32 {
             let _ = limiter.allow(IpAddr::from(i.to_be_bytes()), now, &rate, 1.0);
@@ -186,5 +197,14 @@ mod tests {
             "{} tracked",
             limiter.tracked()
         );
+    }
+
+    #[test]
+    fn the_workers_share_the_sources_and_a_limiter_is_made_once() {
+        let limiter = Limiter::new(1 << 20, 256);
+        assert_eq!(limiter.capacity(), 4096);
+        // An odd count is still the count it was made for: not rebuilt
+        // after every batch.
+        assert_eq!(Limiter::new(65_537, 3).made_for(), (65_537, 3));
     }
 }

@@ -224,13 +224,16 @@ impl Security {
             "must be a number above 0 (not nan or inf); the default is 10000 replies/s",
         );
         check(
-            (16..=16_777_216).contains(&r.sources),
+            (16..=MAX_SOURCES).contains(&r.sources),
             "rate_limit.sources",
-            "use 16 to 16777216; the default is 65536",
+            "use 16 to 1048576 (about 100 bytes of memory each); the default is 65536",
         );
         out
     }
 }
+
+/// The most sources the rate limiter may track, over all workers.
+const MAX_SOURCES: usize = 1 << 20;
 
 /// The compiled defences of one configuration.
 #[derive(Debug)]
@@ -292,6 +295,9 @@ impl Policy {
         {
             return Err(Refusal::Denied);
         }
+        if on_link.iter().any(|n| is_broadcast_of(n, ip)) {
+            return Err(Refusal::SourceAddress);
+        }
         if self.on_link_only && !ip.is_loopback() && !on_link.iter().any(|n| n.contains(&ip)) {
             return Err(Refusal::OffLink);
         }
@@ -324,6 +330,12 @@ pub(crate) const fn wire_overhead(ipv6: bool) -> usize {
 pub(crate) fn fits(request: usize, reply: usize, ipv6: bool, cap: f64) -> bool {
     let h = wire_overhead(ipv6);
     (reply + h) as f64 <= (request + h) as f64 * cap
+}
+
+/// True when `ip` is the broadcast address of the IPv4 subnet `net` (a
+/// /31 or /32 has none: RFC 3021).
+fn is_broadcast_of(net: &IpNet, ip: IpAddr) -> bool {
+    matches!((net, ip), (IpNet::V4(n), IpAddr::V4(v4)) if n.prefix_len() < 31 && n.broadcast() == v4)
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
@@ -383,6 +395,11 @@ mod tests {
             Err(Refusal::SourceAddress)
         );
         assert_eq!(admit(&p, "0.0.0.0:4000", b"x"), Err(Refusal::SourceAddress));
+        assert_eq!(
+            admit(&p, "192.168.1.255:4000", b"x"),
+            Err(Refusal::SourceAddress),
+            "an on-link subnet's broadcast address"
+        );
         assert_eq!(
             admit(&p, "192.168.1.5:4000", b"SERVER_IP:1.2.3.4"),
             Err(Refusal::Loop)

@@ -401,3 +401,36 @@ fn a_low_open_file_limit_is_one_clear_error() {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("listening"), "{text}");
 }
+
+#[test]
+fn a_pidfile_given_to_start_is_the_instance_whatever_else_runs_its_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, config_for(free_port(), "")).unwrap();
+    let (config, x, y) = (
+        config.to_str().unwrap().to_owned(),
+        dir.path().join("x.pid"),
+        dir.path().join("y.pid"),
+    );
+    let start = |pidfile: &Path, port: u16| {
+        let out = Command::new(bin())
+            .args(["start", "--config", &config, "--pidfile"])
+            .arg(pidfile)
+            .env("DISCOVERYD_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text.into_owned())
+    };
+    let (code, text) = start(&x, free_port());
+    assert_eq!(code, Some(0), "{text}");
+    // Another instance of the same config, under a pidfile of its own.
+    let (code, text) = start(&y, free_port());
+    assert_eq!(code, Some(0), "{text}");
+    for pidfile in [&x, &y] {
+        let (code, out, err) = output_within(&["stop", "--pidfile", pidfile.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.starts_with("stopped pid"), "{out}");
+    }
+}
