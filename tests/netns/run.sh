@@ -209,5 +209,40 @@ no_netlink_is_loud() {
 }
 check "control: without AF_NETLINK, start-up fails loudly (exit 1, naming AF_NETLINK)" no_netlink_is_loud
 
+# 6. A request forged from subnet A's broadcast address (as anyone on A
+#    could send) is refused: its answer would reach every host on A.
+in_ns srv sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth-a.rp_filter=0
+in_ns pya python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", 5555))
+print("ready", flush=True)
+s.settimeout(1.5)
+try:
+    print("GOT", s.recvfrom(100)[0].decode(errors="replace"), flush=True)
+except socket.timeout:
+    print("nothing", flush=True)' > "$WORK/victim.out" &
+victim=$!
+wait_for "$WORK/victim.out" ready || die "the listener on pya did not start"
+refused_source() {
+  in_ns srv "$BIN" status --pidfile "$WORK/srv.pid" --json | python3 -c '
+import json, sys
+print(json.load(sys.stdin)["counters"]["refused"].get("source_address", 0))'
+}
+before=$(refused_source)
+in_ns ca python3 tests/netns/spoof.py 192.0.2.255 5555 192.0.2.1 "$P" DISCOVER_SERVER
+forged_broadcast_refused() {
+  local deadline=$((SECONDS + 10))
+  until [ "$(refused_source)" -gt "$before" ]; do
+    [ $SECONDS -lt $deadline ] || { echo "  srv never counted the forged request"; return 1; }
+    sleep 0.05
+  done
+  wait "$victim"
+  grep -q nothing "$WORK/victim.out" && return 0
+  echo "  a host on A received: $(cat "$WORK/victim.out")"; return 1
+}
+check "a request forged from A's broadcast address is refused, and nobody on A gets an answer" \
+  forged_broadcast_refused
+
 echo "netns: $passed passed, $failed failed"
 [ "$failed" = 0 ]
