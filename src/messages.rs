@@ -136,8 +136,11 @@ pub(crate) struct ChildExited {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub(crate) enum Notice {
-    /// The service answers (sent once).
-    Ready,
+    /// The service answers (sent once), on these addresses.
+    Ready {
+        /// The listener's bound addresses.
+        addrs: Vec<SocketAddr>,
+    },
     /// This configuration serves now.
     Applied(Arc<Config>),
     /// Read the configuration again.

@@ -29,6 +29,7 @@ use crate::config::{Config, ConfigSource};
 use crate::error::Error;
 use crate::handle::{Observer, Requests, Silent};
 use crate::logging::LogControl;
+use crate::mdns::MdnsChild;
 use crate::messages::{Shutdown, ShutdownReason};
 use crate::responders::Snapshot;
 
@@ -50,6 +51,7 @@ impl Service {
     /// a responder cannot be built from its options.
     pub fn new(source: ConfigSource, config: Config, registry: Registry) -> Result<Self, Error> {
         let snapshot = Snapshot::build(&config, &registry, &source, None)?;
+        crate::mdns::preflight(&config, false, &source)?;
         Ok(Self {
             source,
             config,
@@ -108,7 +110,8 @@ impl Service {
             counters: Arc::default(),
             subnets: Arc::new(ArcSwap::from_pointee(subnets)),
         };
-        let mut children: Vec<Box<dyn crate::actors::Child>> = vec![Box::new(ConfigChild)];
+        let mut children: Vec<Box<dyn crate::actors::Child>> =
+            vec![Box::new(ConfigChild), Box::<MdnsChild>::default()];
         if let Some(after) = self.config.duration {
             children.push(Box::new(TimerChild::new(after)));
         }

@@ -126,6 +126,11 @@ impl ConfigActor {
             debug!(%trigger, "config unchanged");
             return self.supervisor.do_send(ConfigUnchanged { trigger });
         }
+        if let Err(errors) =
+            crate::mdns::preflight(&config, self.applied.mdns.enabled, &self.source)
+        {
+            return self.reject(trigger, errors);
+        }
         let previous = self.snapshot.load();
         match Snapshot::build(&config, &self.registry, &self.source, Some(&previous)) {
             Ok(snapshot) => self.supervisor.do_send(ConfigChanged {
@@ -213,7 +218,7 @@ impl Handler<Notice> for ConfigActor {
         match notice {
             Notice::Applied(config) => self.applied = config,
             Notice::Reload(trigger) => self.reload(trigger),
-            Notice::Ready => {}
+            Notice::Ready { .. } => {}
         }
     }
 }

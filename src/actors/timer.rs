@@ -59,7 +59,7 @@ impl Handler<Notice> for TimerActor {
     type Result = ();
 
     fn handle(&mut self, notice: Notice, ctx: &mut Context<Self>) {
-        if !matches!(notice, Notice::Ready) || std::mem::replace(&mut self.armed, true) {
+        if !matches!(notice, Notice::Ready { .. }) || std::mem::replace(&mut self.armed, true) {
             return;
         }
         self.observer.timer_set(self.after);

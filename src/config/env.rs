@@ -47,6 +47,7 @@ fn full_sample() -> Config {
         log_file: _,
         supervision,
         security,
+        mdns,
         responders,
     } = Config::default();
     Config {
@@ -67,6 +68,10 @@ fn full_sample() -> Config {
         log_file: Some("discoveryd.log".into()),
         supervision,
         security,
+        mdns: crate::mdns::Mdns {
+            instance: Some("discoveryd".into()),
+            ..mdns
+        },
         responders,
     }
 }
@@ -182,6 +187,6 @@ mod tests {
             assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
         }
         assert!(!keys.iter().any(|k| k.starts_with("responders")));
-        assert_eq!(keys.len(), 31, "{keys:?}");
+        assert_eq!(keys.len(), 36, "{keys:?}");
     }
 }

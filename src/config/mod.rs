@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{de, Deserialize, Deserializer, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::mdns::Mdns;
 use crate::policy::Security;
 use crate::supervision::Supervision;
 
@@ -79,6 +80,8 @@ pub struct Config {
     pub supervision: Supervision,
     /// The defences against hostile datagrams.
     pub security: Security,
+    /// Advertising over mDNS/DNS-SD.
+    pub mdns: Mdns,
     /// The responder chain, asked in order.
     pub responders: Vec<ResponderConfig>,
 }
@@ -103,6 +106,7 @@ impl Default for Config {
             log_file: None,
             supervision: Supervision::default(),
             security: Security::default(),
+            mdns: Mdns::default(),
             responders: vec![ResponderConfig::classic()],
         }
     }

@@ -129,9 +129,19 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             format!("must not be empty; remove `{key}` to use the default"),
         );
     }
-    for (key, reason) in c.security.problems() {
+    for (key, reason) in c.security.problems().into_iter().chain(c.mdns.problems()) {
         check(false, &key, reason);
     }
+    let txt_message = "message=".len() + c.message.len();
+    check(
+        !c.mdns.enabled || txt_message <= crate::mdns::MAX_TXT_ENTRY,
+        "message",
+        format!(
+            "is {} bytes: with [mdns] enabled it goes in a TXT entry, which holds at most {} bytes of it; shorten it, or disable mdns",
+            c.message.len(),
+            crate::mdns::MAX_TXT_ENTRY - "message=".len()
+        ),
+    );
     let restart = &c.supervision.restart_on_failure;
     check(
         restart.backoff <= restart.backoff_max,

@@ -4,6 +4,7 @@
 //! treats them as a set, so a new child is a new file and a line in the
 //! list the service starts with, never supervisor code.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,8 @@ pub(crate) struct ChildContext {
     pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
     /// Who hears about the service's lifecycle.
     pub(crate) observer: Arc<dyn Observer>,
+    /// The listener's addresses once it answers; empty before.
+    pub(crate) bound: Vec<SocketAddr>,
 }
 
 /// How a child is restarted when it fails.
@@ -61,6 +64,9 @@ pub(crate) trait Child {
     fn restart(&self) -> Restart;
     /// Starts (or restarts) it; it takes [`Notice`]s there.
     fn start(&mut self, ctx: &ChildContext) -> Recipient<Notice>;
+    /// Finishes its work before the service ends (such as goodbyes on
+    /// the network); called once, when the service stops.
+    fn stop(&mut self) {}
 }
 
 /// What the set decided about a child that ended.
@@ -127,6 +133,14 @@ impl Children {
     pub(crate) fn notify(&self, notice: &Notice) {
         for recipient in self.entries.iter().filter_map(|e| e.running.as_ref()) {
             recipient.do_send(notice.clone());
+        }
+    }
+
+    /// Stops every child, the last started first.
+    pub(crate) fn stop_all(&mut self) {
+        for entry in self.entries.iter_mut().rev() {
+            entry.running = None;
+            entry.child.stop();
         }
     }
 

@@ -146,6 +146,7 @@ impl SupervisorActor {
             registry: Arc::clone(&self.registry),
             snapshot: Arc::clone(&self.shared.snapshot),
             observer: Arc::clone(&self.observer),
+            bound: self.machine.bound().to_vec(),
         }
     }
 
@@ -212,7 +213,9 @@ impl SupervisorActor {
             Command::Ready { addrs } => {
                 info!(addrs = ?addrs, "listening for discovery requests");
                 self.observer.ready(&addrs);
-                self.children.notify(&Notice::Ready);
+                self.children.notify(&Notice::Ready {
+                    addrs: addrs.clone(),
+                });
             }
             Command::Restarted { addrs } => info!(addrs = ?addrs, "listener restarted"),
             Command::Restarting {
@@ -267,6 +270,7 @@ impl SupervisorActor {
                         tries,
                     }) => Error::bind(failure, addr, tries, &self.source.describe()),
                 });
+                self.children.stop_all();
                 if let Some(done) = self.done.take() {
                     let _ = done.send(outcome);
                 }

@@ -1,0 +1,200 @@
+//! The announcer: the mdns-sd daemon (its own thread and sockets), with
+//! discoveryd's interface selection, and the set of services it
+//! advertises. Each answer carries only the addresses of the interface
+//! the query arrived on; probing, conflict renaming, goodbyes, known-answer
+//! suppression, the meta-query, legacy unicast and the per-record rate
+//! limit are the crate's (README, "mDNS").
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceInfo};
+use tracing::{debug, info, warn};
+
+use super::config::Mdns;
+
+/// How often interface addresses are checked: an added address is
+/// announced, and a removed one gets a goodbye, within this.
+const IP_CHECK_SECS: u32 = 1;
+
+/// How long stopping waits for the goodbyes to be sent.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
+
+/// Where the daemon runs: the interfaces it may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Selection {
+    only: Vec<String>,
+    exclude: Vec<String>,
+}
+
+impl Selection {
+    /// The selection `[mdns]` asks for.
+    pub(crate) fn of(mdns: &Mdns) -> Self {
+        Self {
+            only: mdns.interfaces.clone(),
+            exclude: mdns.exclude_interfaces.clone(),
+        }
+    }
+
+    /// Applied in order, the last match winning: loopback is off unless
+    /// named in `interfaces`.
+    fn apply(&self, daemon: &ServiceDaemon) -> mdns_sd::Result<()> {
+        if !self.only.is_empty() {
+            daemon.disable_interface(IfKind::All)?;
+        }
+        daemon.disable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6])?;
+        for name in &self.only {
+            daemon.enable_interface(name.as_str())?;
+        }
+        for name in &self.exclude {
+            daemon.disable_interface(name.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// One advertised service instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Advert {
+    /// The service type under `local.`, such as `_discoveryd._udp.local.`.
+    pub(crate) domain: String,
+    /// The instance name.
+    pub(crate) instance: String,
+    /// The port in the SRV record.
+    pub(crate) port: u16,
+    /// The TXT entries.
+    pub(crate) txt: BTreeMap<String, String>,
+}
+
+impl Advert {
+    fn info(&self, host: &str) -> mdns_sd::Result<ServiceInfo> {
+        let txt: Vec<(&str, &str)> = self
+            .txt
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let info = ServiceInfo::new(&self.domain, &self.instance, host, "", self.port, &txt[..])?;
+        Ok(info.enable_addr_auto())
+    }
+}
+
+/// The running mDNS responder and what it advertises.
+pub(crate) struct Announcer {
+    daemon: ServiceDaemon,
+    selection: Selection,
+    host: String,
+    advertised: BTreeMap<String, Advert>,
+}
+
+impl Announcer {
+    /// Starts the mDNS responder on the interfaces of `selection`, as the
+    /// host `host` (a name under `local.`).
+    pub(crate) fn start(selection: Selection, host: String) -> Result<Self, String> {
+        let daemon = ServiceDaemon::new()
+            .map_err(|e| format!("cannot start the mDNS responder (UDP port 5353): {e}"))?;
+        let set_up = selection
+            .apply(&daemon)
+            .and_then(|()| daemon.set_ip_check_interval(IP_CHECK_SECS))
+            .and_then(|()| daemon.monitor());
+        let events = match set_up {
+            Ok(events) => events,
+            Err(e) => {
+                let _ = daemon.shutdown();
+                return Err(format!("cannot set up the mDNS responder: {e}"));
+            }
+        };
+        // Name conflicts and interface changes, for the log; the thread
+        // ends when the daemon does.
+        let spawned = std::thread::Builder::new()
+            .name("mdns-events".into())
+            .spawn(move || {
+                for event in events.iter() {
+                    log_event(event);
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start the mDNS event logger; name changes go unlogged");
+        }
+        info!(interfaces = ?selection.only, exclude = ?selection.exclude, "mDNS responder started");
+        Ok(Self {
+            daemon,
+            selection,
+            host,
+            advertised: BTreeMap::new(),
+        })
+    }
+
+    /// The interfaces it was started on.
+    pub(crate) fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    /// Advertises exactly `wanted`: a service no longer wanted, or changed
+    /// (name, type, port or TXT), gets a goodbye; a new one is probed and
+    /// announced.
+    pub(crate) fn advertise(&mut self, wanted: Vec<Advert>) -> Result<(), String> {
+        // Keyed by mdns-sd's full name (RFC 6763 escaping included).
+        let mut infos = BTreeMap::new();
+        for advert in wanted {
+            let info = advert
+                .info(&self.host)
+                .map_err(|e| format!("cannot advertise `{}` over mDNS: {e}", advert.instance))?;
+            infos.insert(info.get_fullname().to_owned(), (advert, info));
+        }
+        let gone: Vec<String> = self
+            .advertised
+            .iter()
+            .filter(|(name, advert)| infos.get(*name).map(|(a, _)| a) != Some(advert))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            self.advertised.remove(&name);
+            match self.daemon.unregister(&name) {
+                Ok(_) => info!(service = %name, "mDNS goodbye sent"),
+                Err(e) => warn!(service = %name, error = %e, "cannot withdraw the mDNS service"),
+            }
+        }
+        for (name, (advert, info)) in infos {
+            if self.advertised.contains_key(&name) {
+                continue;
+            }
+            self.daemon
+                .register(info)
+                .map_err(|e| format!("cannot advertise `{name}` over mDNS: {e}"))?;
+            info!(service = %name, port = advert.port, txt = ?advert.txt, "advertising over mDNS");
+            self.advertised.insert(name, advert);
+        }
+        Ok(())
+    }
+
+    /// Withdraws everything (goodbyes) and stops the responder, waiting
+    /// at most a second for the goodbyes to leave.
+    pub(crate) fn stop(self) {
+        match self.daemon.shutdown() {
+            Ok(done) => {
+                if done.recv_timeout(GOODBYE_WAIT).is_err() {
+                    warn!("the mDNS responder did not confirm its goodbyes in time");
+                }
+            }
+            Err(e) => debug!(error = %e, "the mDNS responder had already stopped"),
+        }
+        info!("mDNS responder stopped");
+    }
+}
+
+fn log_event(event: DaemonEvent) {
+    match event {
+        DaemonEvent::NameChange(change) => info!(
+            from = %change.original,
+            to = %change.new_name,
+            "mDNS name conflict on the network; renamed"
+        ),
+        DaemonEvent::Error(e) => warn!(error = %e, "mDNS responder"),
+        DaemonEvent::IpAdd(ip) => info!(%ip, "mDNS: address added; announcing it"),
+        DaemonEvent::IpDel(ip) => info!(%ip, "mDNS: address removed; goodbye sent"),
+        DaemonEvent::Announce(service, interface) => {
+            debug!(%service, %interface, "mDNS announcement")
+        }
+        _ => {}
+    }
+}

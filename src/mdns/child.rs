@@ -1,0 +1,207 @@
+//! The mDNS announcer as a child of the supervisor: it starts advertising
+//! once the service answers, follows every applied configuration, and
+//! sends its goodbyes when the service stops.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use actix::{Actor, ActorContext, Addr, Context, Handler, Recipient};
+use tracing::warn;
+
+use super::announcer::{Advert, Announcer, Selection};
+use crate::actors::{Child, ChildContext, Restart, SupervisorActor};
+use crate::config::Config;
+use crate::messages::{ChildExited, Notice};
+use crate::supervision::RestartOnFailure;
+
+const NAME: &str = "mdns announcer";
+
+/// The announcer, shared between the child (which stops it when the
+/// service stops) and its actor (which follows the configuration).
+type Shared = Arc<Mutex<Option<Announcer>>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Option<Announcer>> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The mDNS announcer, as the supervisor's child.
+#[derive(Default)]
+pub(crate) struct MdnsChild {
+    shared: Shared,
+}
+
+impl Child for MdnsChild {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// The service answers without it: it is restarted with backoff, and
+    /// past its limit the service goes on without mDNS.
+    fn restart(&self) -> Restart {
+        Restart::OnFailure {
+            strategy: RestartOnFailure::default(),
+            essential: false,
+        }
+    }
+
+    fn start(&mut self, ctx: &ChildContext) -> Recipient<Notice> {
+        MdnsActor {
+            shared: Arc::clone(&self.shared),
+            config: Arc::clone(&ctx.config),
+            bound: ctx.bound.clone(),
+            supervisor: ctx.supervisor.clone(),
+            failed: None,
+        }
+        .start()
+        .recipient()
+    }
+
+    fn stop(&mut self) {
+        if let Some(announcer) = lock(&self.shared).take() {
+            announcer.stop();
+        }
+    }
+}
+
+/// Keeps the advertised services in line with the configuration.
+struct MdnsActor {
+    shared: Shared,
+    config: Arc<Config>,
+    /// The listener's addresses, once it answers: nothing is advertised
+    /// before (the advertised port must be answering).
+    bound: Vec<SocketAddr>,
+    supervisor: Addr<SupervisorActor>,
+    failed: Option<String>,
+}
+
+impl MdnsActor {
+    fn sync(&mut self, ctx: &mut Context<Self>) {
+        if let Err(e) = self.try_sync() {
+            warn!(error = %e, "mDNS announcer failed");
+            self.failed = Some(e);
+            ctx.stop();
+        }
+    }
+
+    fn try_sync(&mut self) -> Result<(), String> {
+        let mut slot = lock(&self.shared);
+        let mdns = &self.config.mdns;
+        let wanted = Selection::of(mdns);
+        let keep = mdns.enabled && slot.as_ref().is_some_and(|a| *a.selection() == wanted);
+        if !keep {
+            if let Some(old) = slot.take() {
+                old.stop();
+            }
+        }
+        if !mdns.enabled || self.bound.is_empty() {
+            return Ok(());
+        }
+        let announcer = match slot.as_mut() {
+            Some(announcer) => announcer,
+            None => slot.insert(Announcer::start(wanted, host_name().1)?),
+        };
+        announcer.advertise(vec![own_advert(&self.config, &self.bound)])
+    }
+}
+
+impl Actor for MdnsActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.sync(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if self.failed.is_some() {
+            if let Some(announcer) = lock(&self.shared).take() {
+                announcer.stop();
+            }
+        }
+        self.supervisor.do_send(ChildExited {
+            child: NAME,
+            error: self.failed.take(),
+        });
+    }
+}
+
+impl Handler<Notice> for MdnsActor {
+    type Result = ();
+
+    fn handle(&mut self, notice: Notice, ctx: &mut Context<Self>) {
+        match notice {
+            Notice::Ready { addrs } => self.bound = addrs,
+            Notice::Applied(config) => self.config = config,
+            Notice::Reload(_) => return,
+        }
+        self.sync(ctx);
+    }
+}
+
+/// The host's own service: the instance (default: the host name) at
+/// `service_port`, or the discovery port, with the discovery parameters
+/// in TXT so that a zeroconf client can find the classic responder too.
+pub(crate) fn own_advert(config: &Config, bound: &[SocketAddr]) -> Advert {
+    let discovery_port = match config.port {
+        0 => bound.first().map_or(0, SocketAddr::port),
+        port => port,
+    };
+    let mdns = &config.mdns;
+    let mut txt = mdns.txt.clone();
+    txt.insert("port".into(), discovery_port.to_string());
+    txt.insert("message".into(), config.message.clone());
+    Advert {
+        domain: mdns.domain(),
+        instance: mdns.instance.clone().unwrap_or_else(|| host_name().0),
+        port: config.service_port.unwrap_or(discovery_port),
+        txt,
+    }
+}
+
+/// The host name as an instance name, and as an mDNS host (`name.local.`,
+/// its first label, with what DNS does not allow replaced by `-`).
+fn host_name() -> (String, String) {
+    let full = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "discoveryd".to_owned());
+    let label: String = full
+        .split('.')
+        .next()
+        .unwrap_or("discoveryd")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    let instance: String = full.chars().take(63).collect();
+    (instance, format!("{label}.local."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_service_carries_the_discovery_parameters() {
+        let mut config = Config {
+            port: 0,
+            ..Config::default()
+        };
+        config.mdns.instance = Some("lab".into());
+        config.mdns.txt.insert("role".into(), "printer".into());
+        let bound = ["127.0.0.1:4321".parse().unwrap()];
+        let advert = own_advert(&config, &bound);
+        assert_eq!(advert.domain, "_discoveryd._udp.local.");
+        assert_eq!(advert.instance, "lab");
+        assert_eq!(advert.port, 4321, "port 0: the bound port");
+        assert_eq!(advert.txt["port"], "4321");
+        assert_eq!(advert.txt["message"], "DISCOVER_SERVER");
+        assert_eq!(advert.txt["role"], "printer");
+
+        config.port = 9999;
+        config.service_port = Some(8000);
+        let advert = own_advert(&config, &bound);
+        assert_eq!(advert.port, 8000, "service_port is the advertised port");
+        assert_eq!(advert.txt["port"], "9999", "TXT keeps the discovery port");
+    }
+}

@@ -1,0 +1,250 @@
+//! The `[mdns]` table: what is advertised over multicast DNS, and where.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The TXT keys discoveryd sets itself, so that a zeroconf client can
+/// find the classic responder too.
+pub(crate) const RESERVED_TXT: [&str; 2] = ["port", "message"];
+
+/// The longest TXT entry (`key=value`), RFC 6763 section 6.1.
+pub(crate) const MAX_TXT_ENTRY: usize = 255;
+
+/// Advertising over mDNS/DNS-SD (RFC 6762, RFC 6763).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mdns {
+    /// Whether the service is advertised over mDNS.
+    pub enabled: bool,
+    /// The DNS-SD service type, such as `_discoveryd._udp`.
+    pub service_type: String,
+    /// The instance name; unset: the host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Only these interfaces (by name); empty: every interface but loopback.
+    pub interfaces: Vec<String>,
+    /// Never these interfaces (by name).
+    pub exclude_interfaces: Vec<String>,
+    /// Extra TXT entries; `port` and `message` are always set by discoveryd.
+    pub txt: BTreeMap<String, String>,
+}
+
+impl Default for Mdns {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            service_type: "_discoveryd._udp".into(),
+            instance: None,
+            interfaces: Vec::new(),
+            exclude_interfaces: Vec::new(),
+            txt: BTreeMap::new(),
+        }
+    }
+}
+
+impl Mdns {
+    /// The service type as a DNS name under `local.`, such as
+    /// `_discoveryd._udp.local.` (the key may end in `.local` or not).
+    pub(crate) fn domain(&self) -> String {
+        format!("{}.local.", service_type_stem(&self.service_type))
+    }
+
+    /// What is wrong, as (dotted key, reason with the fix), whether or
+    /// not it is enabled: a file that turns it on later must not fail then.
+    pub(crate) fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Err(reason) = check_service_type(&self.service_type) {
+            out.push(("mdns.service_type".to_owned(), reason));
+        }
+        if let Some(instance) = &self.instance {
+            if let Err(reason) = check_instance(instance) {
+                out.push(("mdns.instance".to_owned(), reason));
+            }
+        }
+        for (list, names) in [
+            ("interfaces", &self.interfaces),
+            ("exclude_interfaces", &self.exclude_interfaces),
+        ] {
+            for name in names {
+                if let Err(reason) = check_interface(name) {
+                    out.push((format!("mdns.{list}"), reason));
+                }
+            }
+        }
+        for name in self
+            .interfaces
+            .iter()
+            .filter(|n| self.exclude_interfaces.contains(n))
+        {
+            out.push((
+                "mdns.exclude_interfaces".to_owned(),
+                format!("`{name}` is in both mdns.interfaces and mdns.exclude_interfaces; keep it in one"),
+            ));
+        }
+        for (key, value) in &self.txt {
+            if let Err(reason) = check_txt(key, value) {
+                out.push((format!("mdns.txt.{key}"), reason));
+            }
+        }
+        out
+    }
+}
+
+/// `_name._udp` from `_name._udp`, `_name._udp.local` or `_name._udp.local.`.
+pub(crate) fn service_type_stem(service_type: &str) -> &str {
+    let t = service_type.strip_suffix('.').unwrap_or(service_type);
+    t.strip_suffix(".local").unwrap_or(t)
+}
+
+/// A DNS-SD service type: `_<name>._udp` or `_<name>._tcp`, where the
+/// name follows RFC 6335 (1 to 15 letters, digits and inner hyphens, with
+/// a letter).
+pub(crate) fn check_service_type(service_type: &str) -> Result<(), String> {
+    let stem = service_type_stem(service_type);
+    let fix = "use one such as \"_discoveryd._udp\" or \"_http._tcp\"";
+    let Some((name, proto)) = stem.split_once('.') else {
+        return Err(format!(
+            "`{service_type}` is not a DNS-SD service type; {fix}"
+        ));
+    };
+    if !matches!(proto, "_udp" | "_tcp") {
+        return Err(format!(
+            "`{service_type}` must end in `._udp` or `._tcp`; {fix}"
+        ));
+    }
+    let Some(name) = name.strip_prefix('_') else {
+        return Err(format!(
+            "`{service_type}` must start with an underscore; {fix}"
+        ));
+    };
+    let valid = (1..=15).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && name.bytes().any(|b| b.is_ascii_alphabetic())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if !valid {
+        return Err(format!(
+            "`{name}` in `{service_type}` is not a service name: 1 to 15 letters, digits and single inner hyphens, with at least one letter (RFC 6335); {fix}"
+        ));
+    }
+    Ok(())
+}
+
+/// An instance name: 1 to 63 bytes of UTF-8, no control characters.
+pub(crate) fn check_instance(instance: &str) -> Result<(), String> {
+    if instance.is_empty() || instance.len() > 63 {
+        return Err(format!(
+            "the instance name is {} bytes; use 1 to 63 bytes, or remove the key to use the host name",
+            instance.len()
+        ));
+    }
+    if instance.chars().any(char::is_control) {
+        return Err("the instance name has a control character; remove it".to_owned());
+    }
+    Ok(())
+}
+
+/// An interface name as Linux allows it (IFNAMSIZ).
+fn check_interface(name: &str) -> Result<(), String> {
+    let ok = (1..=15).contains(&name.len())
+        && !name.contains(['/', ':'])
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not an interface name (1 to 15 characters, no `/`, `:` or spaces); see `ip link`"
+        ))
+    }
+}
+
+/// A TXT entry: a printable ASCII key without `=`, not one discoveryd
+/// sets, and `key=value` within 255 bytes (RFC 6763 section 6).
+fn check_txt(key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty() || !key.bytes().all(|b| (0x20..=0x7e).contains(&b) && b != b'=') {
+        return Err(format!(
+            "`{key}` is not a TXT key: use printable ASCII without `=`"
+        ));
+    }
+    if RESERVED_TXT.iter().any(|r| r.eq_ignore_ascii_case(key)) {
+        return Err(format!(
+            "`{key}` is set by discoveryd (the discovery {key}); use another key"
+        ));
+    }
+    let len = key.len() + 1 + value.len();
+    if len > MAX_TXT_ENTRY {
+        return Err(format!(
+            "`{key}={value:.20}...` is {len} bytes; a TXT entry holds at most {MAX_TXT_ENTRY}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_types_follow_rfc_6335() {
+        for ok in [
+            "_discoveryd._udp",
+            "_http._tcp",
+            "_ipp._tcp.local",
+            "_a-b._udp.local.",
+        ] {
+            assert_eq!(check_service_type(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "discoveryd._udp",
+            "_discoveryd",
+            "_discoveryd._sctp",
+            "_._udp",
+            "_1234._udp",
+            "_-x._udp",
+            "_a--b._udp",
+            "_seventeen-letter._udp",
+            "_a b._udp",
+        ] {
+            assert!(check_service_type(bad).is_err(), "{bad}");
+        }
+        let mdns = Mdns {
+            service_type: "_ipp._tcp.local.".into(),
+            ..Mdns::default()
+        };
+        assert_eq!(mdns.domain(), "_ipp._tcp.local.");
+    }
+
+    #[test]
+    fn each_problem_names_its_key() {
+        let mdns = Mdns {
+            instance: Some(String::new()),
+            interfaces: vec!["eth0".into(), "a/b".into()],
+            exclude_interfaces: vec!["eth0".into()],
+            txt: [
+                ("port".to_owned(), "1".to_owned()),
+                ("a=b".to_owned(), "1".to_owned()),
+                ("long".to_owned(), "x".repeat(251)),
+                ("ok".to_owned(), "x".repeat(252)),
+            ]
+            .into(),
+            ..Mdns::default()
+        };
+        let keys: Vec<String> = mdns.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "mdns.instance",
+                "mdns.interfaces",
+                "mdns.exclude_interfaces",
+                "mdns.txt.a=b",
+                "mdns.txt.long",
+                "mdns.txt.port",
+            ]
+        );
+        assert!(Mdns::default().problems().is_empty());
+    }
+}
