@@ -108,8 +108,9 @@ impl Announcer {
         let spawned = std::thread::Builder::new()
             .name("mdns-events".into())
             .spawn(move || {
+                let mut last_rename = None;
                 for event in events.iter() {
-                    log_event(event);
+                    log_event(event, &mut last_rename);
                 }
             });
         if let Err(e) = spawned {
@@ -182,13 +183,19 @@ impl Announcer {
     }
 }
 
-fn log_event(event: DaemonEvent) {
+/// Logs what the daemon reports; a rename is reported once per record
+/// type and interface, and logged once.
+fn log_event(event: DaemonEvent, last_rename: &mut Option<(String, String)>) {
     match event {
-        DaemonEvent::NameChange(change) => info!(
-            from = %change.original,
-            to = %change.new_name,
-            "mDNS name conflict on the network; renamed"
-        ),
+        DaemonEvent::NameChange(change) => {
+            let rename = Some((change.original, change.new_name));
+            if *last_rename != rename {
+                *last_rename = rename;
+                if let Some((from, to)) = last_rename {
+                    info!(%from, %to, "mDNS name conflict on the network; renamed");
+                }
+            }
+        }
         DaemonEvent::Error(e) => warn!(error = %e, "mDNS responder"),
         DaemonEvent::IpAdd(ip) => info!(%ip, "mDNS: address added; announcing it"),
         DaemonEvent::IpDel(ip) => info!(%ip, "mDNS: address removed; goodbye sent"),
