@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# discoveryd's mDNS announcer against real peers (python-zeroconf, Avahi),
+# on a simulated LAN built from network namespaces. mDNS never runs on this
+# machine's own interfaces: every peer runs inside the namespaces below,
+# which are removed on exit, even on failure.
+#
+#   subnet A 192.0.2.0/24 (TEST-NET-1)            subnet B 198.51.100.0/24 (TEST-NET-2)
+#   srv  discoveryd [mdns]  192.0.2.1  <-- same host -->  198.51.100.1  (two-homed)
+#   srv2 discoveryd [mdns]  192.0.2.2  (a second host, for name conflicts)
+#   ca   python-zeroconf    192.0.2.10
+#   cb   python-zeroconf                                   198.51.100.10
+#   av   avahi-daemon: avahi-browse, avahi-publish  192.0.2.20
+#   mon  mdns_count.py, a passive packet counter   192.0.2.30
+#
+# The pieces are in lib.sh. Needs root; every tool missing fails loudly.
+# Bounded in time: each wait has a deadline of a few seconds.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source tests/netns/lib.sh
+
+PY=${DISCOVERYD_PY_VENV:-$PWD/target/py-venv}/bin/python
+need_tools
+BIN=${DISCOVERYD_BIN:-target/debug/discoveryd}
+[ -x "$BIN" ] || cargo build -q --bin discoveryd || die "cannot build discoveryd"
+BIN=$(realpath "$BIN")
+
+netns_setup sw srv srv2 ca cb av mon
+bridge_add a
+bridge_add b
+plug srv eth-a a 192.0.2.1/24
+plug srv eth-b b 198.51.100.1/24
+plug srv2 eth0 a 192.0.2.2/24
+plug ca eth0 a 192.0.2.10/24
+plug cb eth0 b 198.51.100.10/24
+plug av eth0 a 192.0.2.20/24
+plug mon eth0 a 192.0.2.30/24
+start_avahi av eth0
+
+TYPE=_discoveryd._udp
+
+zc() { local ns=$1; shift; in_ns "$ns" "$PY" tests/netns/zeroconf_browse.py "$@"; }
+# resolved NAME: from zeroconf_browse.py's JSON lines, the first resolved
+# event for instance NAME, as "name|addresses|port|txt".
+resolved() {
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    if e.get("port") is not None and e.get("name") == sys.argv[1]:
+        txt = ",".join("%s=%s" % kv for kv in sorted(e["txt"].items()))
+        print("%s|%s|%s|%s" % (e["name"], ",".join(e["addresses"]), e["port"], txt))
+        break' "$1"
+}
+# seen_within FILE EVENT NAME T0 LIMIT: FILE (zeroconf_browse.py output)
+# has EVENT (added, updated, removed) for NAME within LIMIT s of T0.
+seen_within() {
+  python3 -c '
+import json, sys
+path, event, name, t0, limit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+for line in open(path):
+    e = json.loads(line)
+    if e["event"] == event and e.get("name") == name:
+        print("  %s %s %.3f s after" % (name, event, e["t"] - t0))
+        sys.exit(0 if e["t"] - t0 <= limit else 1)
+print("  never %s: %s" % (event, name)); print(open(path).read()); sys.exit(1)' "$@"
+}
+# write_config FILE: stdin to FILE, by rename (as editors save).
+write_config() { cat > "$1.new" && mv "$1.new" "$1"; }
+# start_srv NS CONFIG: discoveryd run in NS, once it advertises; sets
+# SRV_PID and SRV_PORT (the bound discovery port, under --port 0).
+start_srv() {
+  local ns=$1 config=$2 out="$WORK/$1.out"
+  spawn_in_ns "$ns" "$out" "$BIN" run --port 0 --config "$config"
+  SRV_PID=$SPAWNED_PID
+  wait_until 10 "discoveryd in $ns advertising" grep -q "advertising over mDNS" "$out" \
+    || die "discoveryd did not start in $ns: $(cat "$out")"
+  SRV_PORT=$(grep -o 'listening on 0.0.0.0:[0-9]*' "$out" | grep -o '[0-9]*$')
+}
+# counter SECONDS OUT [ARGS...]: mdns_count.py in mon, counting what srv
+# sends on A, in the background (COUNTER_PID); returns once it listens.
+counter() {
+  local seconds=$1 out=$2; shift 2
+  spawn_in_ns mon "$out" "$PY" tests/netns/mdns_count.py --seconds "$seconds" \
+    --source 192.0.2.1 --lines "$@"
+  COUNTER_PID=$SPAWNED_PID
+  wait_until 5 "the packet counter ready" grep -q '"ready"' "$out" || die "mdns_count.py did not start: $(cat "$out")"
+}
+
+srv_config() { # srv_config INSTANCE ROLE [EXTRA MDNS LINES]
+  printf 'service_port = 8080\npidfile = "%s"\n[mdns]\nenabled = true\ninstance = "%s"\n%s\n[mdns.txt]\nrole = "%s"\n' \
+    "$WORK/srv.pid" "$1" "${3:-}" "$2"
+}
+
+# --- start-up: probing, then at least two announcements a second apart --------
+srv_config lab-printer printer | write_config "$WORK/srv.toml"
+counter 5 "$WORK/start.out"
+start_srv srv "$WORK/srv.toml"
+SRV1_PID=$SRV_PID
+wait "$COUNTER_PID"
+announced() {
+  python3 -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+ours = [e for e in lines if e["event"] == "packet" and any("lab-printer" in n for n in e["answers"])]
+probes = [e for e in ours if e["qr"] == "query"]
+ann = [e for e in ours if e["qr"] == "response"]
+gaps = [round(b["t"] - a["t"], 3) for a, b in zip(ann, ann[1:])]
+print("  %d probe(s), %d announcement(s), gaps %s s" % (len(probes), len(ann), gaps))
+sys.exit(0 if len(probes) >= 1 and 2 <= len(ann) <= 3 and all(g >= 0.95 for g in gaps) else 1)' "$1"
+}
+check "srv probes its name, then announces it 2 or 3 times, at least 1 s apart" announced "$WORK/start.out"
+
+# --- third-party browsers on each subnet get that subnet's address only -------
+WANT_TXT="message=DISCOVER_SERVER,port=$SRV_PORT,role=printer"
+check "python-zeroconf on A resolves discoveryd with the A address only, service_port and TXT" \
+  expect "zeroconf on ca" "$(zc ca "$TYPE" --timeout 5 --until first | resolved lab-printer)" \
+  "lab-printer|192.0.2.1|8080|$WANT_TXT"
+check "python-zeroconf on B resolves discoveryd with the B address only" \
+  expect "zeroconf on cb" "$(zc cb "$TYPE" --timeout 5 --until first | resolved lab-printer)" \
+  "lab-printer|198.51.100.1|8080|$WANT_TXT"
+avahi_resolves() { # avahi_resolves WANT [avahi_browse.py ARGS]: polls avahi-browse on av
+  local want=$1 got=""; shift
+  local deadline=$((SECONDS + 8))
+  while [ $SECONDS -lt $deadline ]; do
+    got=$(in_ns_bus av "$PY" tests/netns/avahi_browse.py "$@" --timeout 4 | resolved lab-printer)
+    [ "$got" = "$want" ] && return 0
+  done
+  echo "  avahi-browse on av: got [$got], want [$want]"; return 1
+}
+check "avahi-browse -a -r -t (the meta-query) on A resolves discoveryd with the A address" \
+  avahi_resolves "lab-printer|192.0.2.1|8080|$WANT_TXT"
+
+# --- answers: rate limit, legacy unicast, known-answer suppression -----------
+counter 3 "$WORK/rate.out"
+in_ns ca "$PY" tests/netns/mdns_query.py "$TYPE.local." 60 20 192.0.2.10 > /dev/null
+wait "$COUNTER_PID"
+rate_limited() {
+  python3 -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+ans = [e["t"] for e in lines if e["event"] == "packet" and e["qr"] == "response"
+       and any(n.startswith("lab-printer.") for n in e["answers"])]
+gaps = [round(b - a, 3) for a, b in zip(ans, ans[1:])]
+print("  60 queries in 3 s: %d multicast answers, gaps %s s" % (len(ans), gaps))
+sys.exit(0 if 1 <= len(ans) <= 4 and all(g >= 0.95 for g in gaps) else 1)' "$1"
+}
+check "60 queries in 3 s get at most one multicast answer a second" rate_limited "$WORK/rate.out"
+legacy() { # legacy WANT [--known NAME]
+  local want=$1; shift
+  expect "unicast answers to 3 legacy queries" \
+    "$(in_ns ca "$PY" tests/netns/mdns_query.py "$TYPE.local." 3 10 192.0.2.10 --legacy "$@")" \
+    "unicast answers: $want"
+}
+check "a legacy query (from a port other than 5353) is answered by unicast" legacy 3
+check "a query that lists the instance as a known answer gets no answer" \
+  legacy 0 --known "lab-printer.$TYPE.local."
+
+# --- addresses come and go ----------------------------------------------------
+zc ca "$TYPE" --timeout 8 > "$WORK/addr.out" &
+browser=$!
+wait_until 5 "the browser on ca resolving lab-printer" grep -q '"port": 8080' "$WORK/addr.out" \
+  || die "zeroconf never saw lab-printer: $(cat "$WORK/addr.out")"
+t_add=$(mono_now)
+ip -n "$TAG-srv" addr add 192.0.2.5/24 dev eth-a
+new_address() {
+  wait_until 4 "192.0.2.5 announced" python3 -c '
+import json, sys
+sys.exit(not any(e["event"] == "updated" and "192.0.2.5" in e["addresses"]
+                 for e in map(json.loads, open(sys.argv[1]))))' "$WORK/addr.out" || return 1
+  seen_within "$WORK/addr.out" updated lab-printer "$t_add" 3
+}
+check "an address added to an interface is announced within 3 s" new_address
+ip -n "$TAG-srv" addr del 192.0.2.5/24 dev eth-a
+kill "$browser" 2> /dev/null; wait "$browser" 2> /dev/null
+address_gone() {
+  wait_until 5 "192.0.2.5 gone" eval \
+    '[ "$(zc ca "$TYPE" --timeout 3 --until first | resolved lab-printer | cut -d"|" -f2)" = 192.0.2.1 ]'
+}
+check "a removed address is no longer announced" address_gone
+
+# --- reloads --------------------------------------------------------------------
+zc ca "$TYPE" --timeout 8 --until name=lab-scanner > "$WORK/reload.out" &
+browser=$!
+wait_until 5 "the browser on ca resolving lab-printer" grep -q '"port": 8080' "$WORK/reload.out" \
+  || die "zeroconf never saw lab-printer: $(cat "$WORK/reload.out")"
+t_edit=$(mono_now)
+srv_config lab-scanner scanner | write_config "$WORK/srv.toml"
+wait "$browser"
+check "a reloaded instance name: the old one removed within 2 s" \
+  seen_within "$WORK/reload.out" removed lab-printer "$t_edit" 2
+check "a reloaded instance name and TXT: the new one seen within 2 s" \
+  seen_within "$WORK/reload.out" added lab-scanner "$t_edit" 2
+check "the new instance carries the new TXT" \
+  expect "lab-scanner" "$(resolved lab-scanner < "$WORK/reload.out")" \
+  "lab-scanner|192.0.2.1|8080|message=DISCOVER_SERVER,port=$SRV_PORT,role=scanner"
+
+# --- conflicts --------------------------------------------------------------------
+printf 'pidfile = "%s"\n[mdns]\nenabled = true\ninstance = "lab-scanner"\n' "$WORK/srv2.pid" \
+  | write_config "$WORK/srv2.toml"
+zc ca "$TYPE" --timeout 8 --until "name=lab-scanner (2)" > "$WORK/conflict.out" &
+browser=$!
+wait_until 5 "the browser on ca ready" grep -q '"ready"' "$WORK/conflict.out" || die "zeroconf did not start"
+t_start2=$(mono_now)
+start_srv srv2 "$WORK/srv2.toml"
+SRV2_PID=$SRV_PID
+wait "$browser"
+check "a second discoveryd with the same name on A renames itself 'lab-scanner (2)' within 4 s" \
+  seen_within "$WORK/conflict.out" added "lab-scanner (2)" "$t_start2" 4
+check "and says so in its log" grep -q "renamed.*lab-scanner (2)" "$WORK/srv2.out"
+avahi_yields() {
+  avahi_publish av lab-scanner "$TYPE" 5000 || return 1
+  expect "the name Avahi on av settled on" "$(avahi_published_name av lab-scanner)" "lab-scanner #2"
+}
+check "Avahi publishing a name discoveryd holds loses the probe and renames its own" avahi_yields
+kill "$AVAHI_PUBLISH_PID" 2> /dev/null
+
+# --- goodbyes -----------------------------------------------------------------------
+zc ca "$TYPE" --timeout 6 --until removed > "$WORK/term.out" &
+browser=$!
+wait_until 5 "the browser on ca resolving lab-scanner (2)" grep -q '"name": "lab-scanner (2)".*"port"' "$WORK/term.out" \
+  || die "zeroconf never saw lab-scanner (2): $(cat "$WORK/term.out")"
+t_term=$(mono_now)
+kill -TERM "$SRV2_PID"
+wait "$browser"
+check "SIGTERM: the browser sees the instance removed within 1 s" \
+  seen_within "$WORK/term.out" removed "lab-scanner (2)" "$t_term" 1
+
+# Interfaces: only eth-a, by a reload. B sees the goodbye, then nothing.
+zc cb "$TYPE" --timeout 6 --until removed > "$WORK/iface.out" &
+browser=$!
+wait_until 5 "the browser on cb resolving lab-scanner" grep -q '"port": 8080' "$WORK/iface.out" \
+  || die "zeroconf on cb never saw lab-scanner: $(cat "$WORK/iface.out")"
+t_edit=$(mono_now)
+srv_config lab-scanner scanner 'interfaces = ["eth-a"]' | write_config "$WORK/srv.toml"
+wait "$browser"
+check "reloaded to interfaces = [\"eth-a\"]: B gets a goodbye within 2 s" \
+  seen_within "$WORK/iface.out" removed lab-scanner "$t_edit" 2
+check "and a browser on B then finds nothing" \
+  expect "zeroconf on cb" "$(zc cb "$TYPE" --timeout 3 | resolved lab-scanner)" ""
+check "while A still resolves it" \
+  expect "zeroconf on ca" "$(zc ca "$TYPE" --timeout 5 --until first | resolved lab-scanner | cut -d'|' -f2)" "192.0.2.1"
+
+# Disabled by a reload: a goodbye, on the wire too.
+zc ca "$TYPE" --timeout 6 --until removed > "$WORK/off.out" &
+browser=$!
+wait_until 5 "the browser on ca resolving lab-scanner" grep -q '"port": 8080' "$WORK/off.out" \
+  || die "zeroconf never saw lab-scanner: $(cat "$WORK/off.out")"
+counter 3 "$WORK/off-count.out" --until-name lab-scanner
+t_edit=$(mono_now)
+srv_config lab-scanner scanner | sed 's/^enabled = true/enabled = false/' | write_config "$WORK/srv.toml"
+wait "$browser"
+check "reloaded to enabled = false: the browser sees the instance removed within 2 s" \
+  seen_within "$WORK/off.out" removed lab-scanner "$t_edit" 2
+goodbye_on_wire() {
+  wait "$COUNTER_PID" || { cat "$WORK/off-count.out"; return 1; }
+  grep -q '"ttl0": \[[^]]*lab-scanner' "$WORK/off-count.out" \
+    || { echo "  no TTL-0 record for lab-scanner:"; cat "$WORK/off-count.out"; return 1; }
+}
+check "and the goodbye (TTL 0) is on the wire" goodbye_on_wire
+kill -TERM "$SRV1_PID"; wait "$SRV1_PID"
+
+# --- under the shipped unit's sandbox ------------------------------------------------
+/usr/bin/python3 -c 'import seccomp' 2> /dev/null \
+  || die "Debian's python3-seccomp is missing; install it: apt-get install python3-seccomp"
+chmod 755 "$WORK"
+mkdir -p "$WORK/unit-run" && chown 65534:65534 "$WORK/unit-run"
+printf '[mdns]\nenabled = true\ninstance = "sandboxed"\n' | write_config "$WORK/unit.toml"
+chmod 644 "$WORK/unit.toml"
+spawn_in_ns srv "$WORK/unit.out" /usr/bin/python3 tests/netns/unit_sandbox.py config/discoveryd.service -- \
+  setpriv --reuid=65534 --regid=65534 --clear-groups \
+  "$BIN" run --port 0 --config "$WORK/unit.toml" --pidfile "$WORK/unit-run/discoveryd.pid"
+wait_until 10 "discoveryd advertising under the unit's sandbox" grep -q "advertising over mDNS" "$WORK/unit.out" \
+  || die "discoveryd did not advertise under the unit's sandbox: $(cat "$WORK/unit.out")"
+check "under the unit's sandbox and an unprivileged user, zeroconf on A resolves it with the A address" \
+  expect "zeroconf on ca" "$(zc ca "$TYPE" --timeout 5 --until first | resolved sandboxed | cut -d'|' -f1,2)" \
+  "sandboxed|192.0.2.1"
+kill -TERM "$SPAWNED_PID" || { echo "discoveryd under the sandbox ended early:"; cat "$WORK/unit.out"; }
+wait "$SPAWNED_PID"
+
+# --- Avahi on the same host: refused, not a second mDNS stack -----------------------
+avahi_pid=$(for p in $(ip netns pids "$TAG-av"); do [ "$(cat "/proc/$p/comm")" = avahi-daemon ] && echo "$p"; done | head -1)
+[ -n "$avahi_pid" ] || die "cannot find av's avahi-daemon"
+refused_beside_avahi() {
+  local out rc
+  out=$(nsenter -t "$avahi_pid" -m -n "$BIN" run --port 0 --pidfile "$WORK/beside.pid" \
+    --config "$WORK/unit.toml" 2>&1); rc=$?
+  expect "exit status" "$rc" 2 || return 1
+  grep -q "mdns.enabled.*avahi-daemon already runs" <<< "$out" || { echo "  said: $out"; return 1; }
+}
+check "beside a running avahi-daemon, [mdns] enabled is refused at start (exit 2, naming Avahi)" \
+  refused_beside_avahi
+
+echo "mdns (discoveryd): $passed passed, $failed failed"
+[ "$failed" = 0 ]
