@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceInfo};
+use mdns_sd::{DaemonEvent, IfKind, RRType, ServiceDaemon, ServiceInfo};
 use tracing::{debug, info, warn};
 
 use super::config::Mdns;
+use super::goodbye;
 
 /// How often interface addresses are checked: an added address is
 /// announced, and a removed one gets a goodbye, within this.
@@ -34,6 +35,17 @@ impl Selection {
             only: mdns.interfaces.clone(),
             exclude: mdns.exclude_interfaces.clone(),
         }
+    }
+
+    /// Whether the interface `name` is one mDNS runs on.
+    pub(crate) fn allows(&self, name: &str, loopback: bool) -> bool {
+        let named = self.only.iter().any(|n| n == name);
+        let chosen = if self.only.is_empty() {
+            !loopback
+        } else {
+            named
+        };
+        chosen && !self.exclude.iter().any(|n| n == name)
     }
 
     /// Applied in order, the last match winning: loopback is off unless
@@ -96,21 +108,26 @@ impl Announcer {
             .apply(&daemon)
             .and_then(|()| daemon.set_ip_check_interval(IP_CHECK_SECS))
             .and_then(|()| daemon.monitor());
-        let events = match set_up {
+        let events_rx = match set_up {
             Ok(events) => events,
             Err(e) => {
                 let _ = daemon.shutdown();
                 return Err(format!("cannot set up the mDNS responder: {e}"));
             }
         };
-        // Name conflicts and interface changes, for the log; the thread
-        // ends when the daemon does.
+        // Name conflicts and interface changes: logged, and a goodbye for
+        // an address that left. The thread ends when the daemon does.
+        let mut events = Events {
+            original_host: host.clone(),
+            host: host.clone(),
+            selection: selection.clone(),
+            last_rename: None,
+        };
         let spawned = std::thread::Builder::new()
             .name("mdns-events".into())
             .spawn(move || {
-                let mut last_rename = None;
-                for event in events.iter() {
-                    log_event(event, &mut last_rename);
+                for event in events_rx.iter() {
+                    events.on(event);
                 }
             });
         if let Err(e) = spawned {
@@ -183,25 +200,46 @@ impl Announcer {
     }
 }
 
-/// Logs what the daemon reports; a rename is reported once per record
-/// type and interface, and logged once.
-fn log_event(event: DaemonEvent, last_rename: &mut Option<(String, String)>) {
-    match event {
-        DaemonEvent::NameChange(change) => {
-            let rename = Some((change.original, change.new_name));
-            if *last_rename != rename {
-                *last_rename = rename;
-                if let Some((from, to)) = last_rename {
-                    info!(%from, %to, "mDNS name conflict on the network; renamed");
+/// What the daemon reports, seen from its event thread.
+struct Events {
+    /// The host name it was started with.
+    original_host: String,
+    /// The host name, as renamed after conflicts.
+    host: String,
+    selection: Selection,
+    /// A rename is reported once per record and interface: logged once.
+    last_rename: Option<(String, String)>,
+}
+
+impl Events {
+    fn on(&mut self, event: DaemonEvent) {
+        match event {
+            DaemonEvent::NameChange(change) => {
+                if matches!(change.rr_type, RRType::A | RRType::AAAA)
+                    && change.original == self.original_host
+                {
+                    self.host.clone_from(&change.new_name);
+                }
+                let rename = Some((change.original, change.new_name));
+                if self.last_rename != rename {
+                    self.last_rename = rename;
+                    if let Some((from, to)) = &self.last_rename {
+                        info!(%from, %to, "mDNS name conflict on the network; renamed");
+                    }
                 }
             }
+            DaemonEvent::Error(e) => warn!(error = %e, "mDNS responder"),
+            DaemonEvent::IpAdd(ip) => info!(%ip, "mDNS: address added; announcing it"),
+            DaemonEvent::IpDel(ip) => match goodbye::send(&self.host, ip, &self.selection) {
+                Ok(interfaces) => info!(%ip, interfaces, "mDNS: address removed; goodbye sent"),
+                Err(e) => {
+                    warn!(%ip, error = %e, "mDNS: address removed; cannot send its goodbye (browsers drop it when its TTL ends)")
+                }
+            },
+            DaemonEvent::Announce(service, interface) => {
+                debug!(%service, %interface, "mDNS announcement")
+            }
+            _ => {}
         }
-        DaemonEvent::Error(e) => warn!(error = %e, "mDNS responder"),
-        DaemonEvent::IpAdd(ip) => info!(%ip, "mDNS: address added; announcing it"),
-        DaemonEvent::IpDel(ip) => info!(%ip, "mDNS: address removed; goodbye sent"),
-        DaemonEvent::Announce(service, interface) => {
-            debug!(%service, %interface, "mDNS announcement")
-        }
-        _ => {}
     }
 }

@@ -9,6 +9,7 @@
 mod announcer;
 mod child;
 mod config;
+mod goodbye;
 
 use std::os::unix::net::UnixStream;
 use std::path::Path;

@@ -170,8 +170,19 @@ sys.exit(not any(e["event"] == "updated" and "192.0.2.5" in e["addresses"]
   seen_within "$WORK/addr.out" updated lab-printer "$t_add" 3
 }
 check "an address added to an interface is announced within 3 s" new_address
-ip -n "$TAG-srv" addr del 192.0.2.5/24 dev eth-a
 kill "$browser" 2> /dev/null; wait "$browser" 2> /dev/null
+counter 4 "$WORK/addr-count.out"
+ip -n "$TAG-srv" addr del 192.0.2.5/24 dev eth-a
+wait "$COUNTER_PID"
+address_goodbye() { # a response from 192.0.2.1 with a TTL-0 host record
+  python3 -c '
+import json, sys
+hits = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "packet"
+        and e["qr"] == "response" and any(n.endswith(".local.") and "_udp" not in n for n in e["ttl0"])]
+print("  goodbye for the removed address: %s" % (hits[0]["ttl0"] if hits else "none"))
+sys.exit(0 if hits else 1)' "$WORK/addr-count.out"
+}
+check "a removed address gets a goodbye (TTL 0) on the wire" address_goodbye
 address_gone() {
   wait_until 5 "192.0.2.5 gone" eval \
     '[ "$(zc ca "$TYPE" --timeout 3 --until first | resolved lab-printer | cut -d"|" -f2)" = 192.0.2.1 ]'
