@@ -133,8 +133,8 @@ mod tests {
     fn the_goodbye_is_one_ttl_0_address_record() {
         let p = packet("vm-2.local.", "192.0.2.5".parse().unwrap()).unwrap();
         assert_eq!(&p[..12], &[0, 0, 0x84, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
-        assert_eq!(&p[12..23], b"\x04vm-2\x05local\x00");
-        assert_eq!(&p[23..], &[0, 1, 0x80, 1, 0, 0, 0, 0, 0, 4, 192, 0, 2, 5]);
+        assert_eq!(&p[12..24], b"\x04vm-2\x05local\x00");
+        assert_eq!(&p[24..], &[0, 1, 0x80, 1, 0, 0, 0, 0, 0, 4, 192, 0, 2, 5]);
         let v6 = packet("h.local", "fe80::1".parse().unwrap()).unwrap();
         assert_eq!(&v6[21..23], &[0, 28], "AAAA");
         assert_eq!(v6.len(), 12 + 9 + 10 + 16);
