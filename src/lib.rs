@@ -56,7 +56,7 @@ pub use net::ProcessInfo;
 pub use policy::{RateLimit, Security};
 pub use responders::registry;
 pub use service::Service;
-pub use status::{Counts, LastReload, ReloadResult, Reloads, Status};
+pub use status::{Counts, LastReload, MdnsStatus, ReloadResult, Reloads, Status};
 pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 
 /// Validates the configuration from `source`, responder options included

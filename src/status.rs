@@ -31,6 +31,20 @@ pub struct Status {
     pub counters: Counts,
     /// Reloads so far and the last one's result.
     pub reloads: Reloads,
+    /// What is advertised over mDNS, when `[mdns]` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdns: Option<MdnsStatus>,
+}
+
+/// The mDNS announcer's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MdnsStatus {
+    /// The host name announced (renamed after a conflict, such as
+    /// `host-2.local.`).
+    pub host: String,
+    /// The service instances advertised, by full name as announced now
+    /// (renamed after a conflict, such as `lab (2)._discoveryd._udp.local.`).
+    pub services: Vec<String>,
 }
 
 /// Counters since the service started.
@@ -191,6 +205,16 @@ impl fmt::Display for Status {
             "  reloads:     {} applied, {} rejected, {} unchanged",
             r.applied, r.rejected, r.unchanged
         )?;
-        write!(f, "  last reload: {last}")
+        write!(f, "  last reload: {last}")?;
+        if let Some(mdns) = &self.mdns {
+            let services: Vec<String> = mdns.services.iter().map(|s| format!("{s:?}")).collect();
+            write!(
+                f,
+                "\n  mdns:        advertising {} as {}",
+                services.join(", "),
+                mdns.host
+            )?;
+        }
+        Ok(())
     }
 }

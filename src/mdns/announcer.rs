@@ -6,6 +6,7 @@
 //! limit are the crate's (README, "mDNS").
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use mdns_sd::{DaemonEvent, IfKind, RRType, ServiceDaemon, ServiceInfo};
@@ -13,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::config::Mdns;
 use super::goodbye;
+use crate::status::MdnsStatus;
 
 /// How often interface addresses are checked: an added address is
 /// announced, and a removed one gets a goodbye, within this.
@@ -90,12 +92,29 @@ impl Advert {
     }
 }
 
+/// The names announced now: the ones asked for, as renamed after
+/// conflicts on the network (kept by the daemon's event thread).
+#[derive(Debug, Default)]
+struct Names {
+    /// The host name now.
+    host: String,
+    /// Renamed names, from the one asked for.
+    renamed: BTreeMap<String, String>,
+}
+
+type SharedNames = Arc<Mutex<Names>>;
+
+fn lock(names: &SharedNames) -> MutexGuard<'_, Names> {
+    names.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The running mDNS responder and what it advertises.
 pub(crate) struct Announcer {
     daemon: ServiceDaemon,
     selection: Selection,
     host: String,
     advertised: BTreeMap<String, Advert>,
+    names: SharedNames,
 }
 
 impl Announcer {
@@ -117,11 +136,14 @@ impl Announcer {
         };
         // Name conflicts and interface changes: logged, and a goodbye for
         // an address that left. The thread ends when the daemon does.
+        let names = Arc::new(Mutex::new(Names {
+            host: host.clone(),
+            renamed: BTreeMap::new(),
+        }));
         let mut events = Events {
             original_host: host.clone(),
-            host: host.clone(),
+            names: Arc::clone(&names),
             selection: selection.clone(),
-            last_rename: None,
         };
         let spawned = std::thread::Builder::new()
             .name("mdns-events".into())
@@ -139,6 +161,7 @@ impl Announcer {
             selection,
             host,
             advertised: BTreeMap::new(),
+            names,
         })
     }
 
@@ -167,6 +190,7 @@ impl Announcer {
             .collect();
         for name in gone {
             self.advertised.remove(&name);
+            lock(&self.names).renamed.remove(&name);
             match self.daemon.unregister(&name) {
                 Ok(_) => info!(service = %name, "mDNS goodbye sent"),
                 Err(e) => warn!(service = %name, error = %e, "cannot withdraw the mDNS service"),
@@ -183,6 +207,19 @@ impl Announcer {
             self.advertised.insert(name, advert);
         }
         Ok(())
+    }
+
+    /// What is announced now, names as renamed after conflicts.
+    pub(crate) fn status(&self) -> MdnsStatus {
+        let names = lock(&self.names);
+        MdnsStatus {
+            host: names.host.clone(),
+            services: self
+                .advertised
+                .keys()
+                .map(|name| names.renamed.get(name).unwrap_or(name).clone())
+                .collect(),
+        }
     }
 
     /// Withdraws everything (goodbyes) and stops the responder, waiting
@@ -204,38 +241,45 @@ impl Announcer {
 struct Events {
     /// The host name it was started with.
     original_host: String,
-    /// The host name, as renamed after conflicts.
-    host: String,
+    /// The names now, shared with the announcer.
+    names: SharedNames,
     selection: Selection,
-    /// A rename is reported once per record and interface: logged once.
-    last_rename: Option<(String, String)>,
 }
 
 impl Events {
     fn on(&mut self, event: DaemonEvent) {
         match event {
             DaemonEvent::NameChange(change) => {
-                if matches!(change.rr_type, RRType::A | RRType::AAAA)
-                    && change.original == self.original_host
-                {
-                    self.host.clone_from(&change.new_name);
+                // Reported once per record type and interface: logged once.
+                let mut names = lock(&self.names);
+                let is_host = matches!(change.rr_type, RRType::A | RRType::AAAA)
+                    && change.original == self.original_host;
+                let known = if is_host {
+                    names.host == change.new_name
+                } else {
+                    names.renamed.get(&change.original) == Some(&change.new_name)
+                };
+                if known {
+                    return;
                 }
-                let rename = Some((change.original, change.new_name));
-                if self.last_rename != rename {
-                    self.last_rename = rename;
-                    if let Some((from, to)) = &self.last_rename {
-                        info!(%from, %to, "mDNS name conflict on the network; renamed");
-                    }
+                info!(from = %change.original, to = %change.new_name, "mDNS name conflict on the network; renamed");
+                if is_host {
+                    names.host = change.new_name;
+                } else {
+                    names.renamed.insert(change.original, change.new_name);
                 }
             }
             DaemonEvent::Error(e) => warn!(error = %e, "mDNS responder"),
             DaemonEvent::IpAdd(ip) => info!(%ip, "mDNS: address added; announcing it"),
-            DaemonEvent::IpDel(ip) => match goodbye::send(&self.host, ip, &self.selection) {
-                Ok(interfaces) => info!(%ip, interfaces, "mDNS: address removed; goodbye sent"),
-                Err(e) => {
-                    warn!(%ip, error = %e, "mDNS: address removed; cannot send its goodbye (browsers drop it when its TTL ends)")
+            DaemonEvent::IpDel(ip) => {
+                let host = lock(&self.names).host.clone();
+                match goodbye::send(&host, ip, &self.selection) {
+                    Ok(interfaces) => info!(%ip, interfaces, "mDNS: address removed; goodbye sent"),
+                    Err(e) => {
+                        warn!(%ip, error = %e, "mDNS: address removed; cannot send its goodbye (browsers drop it when its TTL ends)")
+                    }
                 }
-            },
+            }
             DaemonEvent::Announce(service, interface) => {
                 debug!(%service, %interface, "mDNS announcement")
             }

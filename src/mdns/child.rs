@@ -12,6 +12,7 @@ use super::announcer::{Advert, Announcer, Selection};
 use crate::actors::{Child, ChildContext, Restart, SupervisorActor};
 use crate::config::Config;
 use crate::messages::{ChildExited, Notice};
+use crate::status::Status;
 use crate::supervision::RestartOnFailure;
 
 const NAME: &str = "mdns announcer";
@@ -60,6 +61,10 @@ impl Child for MdnsChild {
         if let Some(announcer) = lock(&self.shared).take() {
             announcer.stop();
         }
+    }
+
+    fn status(&self, status: &mut Status) {
+        status.mdns = lock(&self.shared).as_ref().map(Announcer::status);
     }
 }
 

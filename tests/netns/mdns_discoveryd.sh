@@ -218,6 +218,10 @@ wait "$browser"
 check "a second discoveryd with the same name on A renames itself 'lab-scanner (2)' within 4 s" \
   seen_within "$WORK/conflict.out" added "lab-scanner (2)" "$t_start2" 4
 check "and says so in its log" grep -q "renamed.*lab-scanner (2)" "$WORK/srv2.out"
+check "and discoveryd status shows the name it advertises now" \
+  expect "status --json .mdns.services" \
+  "$("$BIN" status --json --pidfile "$WORK/srv2.pid" | python3 -c 'import json, sys; print(json.load(sys.stdin)["mdns"]["services"])')" \
+  "['lab-scanner (2)._discoveryd._udp.local.']"
 avahi_yields() {
   avahi_publish av lab-scanner "$TYPE" 5000 || return 1
   expect "the name Avahi on av settled on" "$(avahi_published_name av lab-scanner)" "lab-scanner #2"

@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigSource};
 use crate::handle::Observer;
 use crate::messages::Notice;
 use crate::responders::Snapshot;
+use crate::status::Status;
 use crate::supervision::{RestartDecision, RestartOnFailure, RestartTracker};
 
 /// What a child is started with: the supervisor to report to, and the
@@ -67,6 +68,8 @@ pub(crate) trait Child {
     /// Finishes its work before the service ends (such as goodbyes on
     /// the network); called once, when the service stops.
     fn stop(&mut self) {}
+    /// Adds its part to the status document.
+    fn status(&self, _status: &mut Status) {}
 }
 
 /// What the set decided about a child that ended.
@@ -133,6 +136,13 @@ impl Children {
     pub(crate) fn notify(&self, notice: &Notice) {
         for recipient in self.entries.iter().filter_map(|e| e.running.as_ref()) {
             recipient.do_send(notice.clone());
+        }
+    }
+
+    /// Lets every child add its part to the status document.
+    pub(crate) fn status(&self, status: &mut Status) {
+        for entry in &self.entries {
+            entry.child.status(status);
         }
     }
 

@@ -44,7 +44,7 @@ impl SupervisorActor {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let refused = self.refused_now();
         let addrs = self.machine.bound().to_vec();
-        Status {
+        let mut status = Status {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
@@ -65,6 +65,9 @@ impl SupervisorActor {
                 restarts: load(&c.restarts),
             },
             reloads: self.reloads.clone(),
-        }
+            mdns: None,
+        };
+        self.children.status(&mut status);
+        status
     }
 }
