@@ -47,6 +47,8 @@ pub(crate) enum Request {
     Status(oneshot::Sender<Status>),
     /// Read the configuration again.
     Reload,
+    /// Read the configuration again, and answer with the result.
+    ReloadAndReport(oneshot::Sender<crate::status::LastReload>),
 }
 
 /// The requests a running service takes from its [`Handle`]s.

@@ -24,6 +24,7 @@ mod daemon;
 mod duration;
 mod error;
 mod handle;
+mod http;
 mod limits;
 mod logging;
 mod mdns;
@@ -50,6 +51,7 @@ pub use config::{
 pub use duration::HumanDuration;
 pub use error::{Error, EXIT_GAVE_UP, EXIT_INTERNAL, EXIT_OK, EXIT_PORT, EXIT_USAGE};
 pub use handle::{Handle, Observer, Requests, Silent};
+pub use http::Http;
 pub use logging::LogControl;
 pub use mdns::Mdns;
 pub use net::ProcessInfo;

@@ -29,6 +29,7 @@ use crate::config::{Config, ConfigSource};
 use crate::error::Error;
 use crate::handle::{Observer, Requests, Silent};
 use crate::logging::LogControl;
+use crate::http::HttpChild;
 use crate::mdns::MdnsChild;
 use crate::messages::{Shutdown, ShutdownReason};
 use crate::responders::Snapshot;
@@ -111,7 +112,7 @@ impl Service {
             subnets: Arc::new(ArcSwap::from_pointee(subnets)),
         };
         let mut children: Vec<Box<dyn crate::actors::Child>> =
-            vec![Box::new(ConfigChild), Box::<MdnsChild>::default()];
+            vec![Box::new(ConfigChild), Box::<MdnsChild>::default(), Box::new(HttpChild)];
         if let Some(after) = self.config.duration {
             children.push(Box::new(TimerChild::new(after)));
         }

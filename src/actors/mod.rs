@@ -9,5 +9,5 @@ mod watch;
 
 pub(crate) use config::ConfigChild;
 pub(crate) use listener::{Leave, ListenerActor, Reports, StopListener};
-pub(crate) use supervisor::{Child, ChildContext, Launch, Restart, SupervisorActor};
+pub(crate) use supervisor::{Child, ChildContext, Launch, Requested, Restart, SupervisorActor};
 pub(crate) use timer::TimerChild;

@@ -48,6 +48,7 @@ fn full_sample() -> Config {
         supervision,
         security,
         mdns,
+        http,
         responders,
     } = Config::default();
     Config {
@@ -71,6 +72,12 @@ fn full_sample() -> Config {
         mdns: crate::mdns::Mdns {
             instance: Some("discoveryd".into()),
             ..mdns
+        },
+        http: crate::http::Http {
+            listen: Some("127.0.0.1:1".parse().expect("an address")),
+            token: Some("t".into()),
+            token_file: Some("token".into()),
+            ..http
         },
         responders,
     }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{de, Deserialize, Deserializer, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::http::Http;
 use crate::mdns::Mdns;
 use crate::policy::Security;
 use crate::supervision::Supervision;
@@ -82,6 +83,8 @@ pub struct Config {
     pub security: Security,
     /// Advertising over mDNS/DNS-SD.
     pub mdns: Mdns,
+    /// The HTTP side: health, metrics, status, reload.
+    pub http: Http,
     /// The responder chain, asked in order.
     pub responders: Vec<ResponderConfig>,
 }
@@ -107,6 +110,7 @@ impl Default for Config {
             supervision: Supervision::default(),
             security: Security::default(),
             mdns: Mdns::default(),
+            http: Http::default(),
             responders: vec![ResponderConfig::classic()],
         }
     }

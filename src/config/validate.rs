@@ -129,7 +129,12 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             format!("must not be empty; remove `{key}` to use the default"),
         );
     }
-    for (key, reason) in c.security.problems().into_iter().chain(c.mdns.problems()) {
+    for (key, reason) in c
+        .security
+        .problems()
+        .into_iter()
+        .chain(c.mdns.problems())
+        .chain(c.http.problems()) {
         check(false, &key, reason);
     }
     let txt_message = "message=".len() + c.message.len();

@@ -23,7 +23,7 @@ use crate::supervision::BindFailure;
 /// A request from a [`crate::handle::Handle`].
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(super) struct Requested(pub(super) Request);
+pub(crate) struct Requested(pub(crate) Request);
 
 impl Handler<Requested> for SupervisorActor {
     type Result = ();
@@ -34,6 +34,11 @@ impl Handler<Requested> for SupervisorActor {
             Request::Reload => self
                 .children
                 .notify(&Notice::Reload(ReloadTrigger::Request)),
+            Request::ReloadAndReport(reply) => {
+                self.reload_waiters.push(reply);
+                self.children
+                    .notify(&Notice::Reload(ReloadTrigger::Request));
+            }
         }
     }
 }

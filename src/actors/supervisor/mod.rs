@@ -38,7 +38,7 @@ use crate::net::{SubnetNews, SubnetWatch};
 use crate::receiver::Shared;
 use crate::status::{ReloadResult, Reloads};
 use children::Children;
-use handlers::Requested;
+pub(crate) use handlers::Requested;
 
 /// How often refusals are summed up in the log.
 const REFUSAL_LOG_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
@@ -98,6 +98,8 @@ pub(crate) struct SupervisorActor {
     refused_logged: std::collections::BTreeMap<String, u64>,
     subnets: SubnetWatch,
     stop_reason: Option<ShutdownReason>,
+    /// Who waits for the result of the next reload.
+    reload_waiters: Vec<tokio::sync::oneshot::Sender<crate::status::LastReload>>,
     done: Option<oneshot::Sender<Outcome>>,
 }
 
@@ -134,6 +136,7 @@ impl SupervisorActor {
             refused_logged: Default::default(),
             subnets: SubnetWatch::default(),
             stop_reason: None,
+            reload_waiters: Vec::new(),
             done: Some(done),
         }
     }
@@ -318,6 +321,9 @@ impl SupervisorActor {
         let at_ms = self.started.elapsed().as_millis() as u64;
         let last = self.reloads.record(result, detail, at_ms);
         self.observer.reloaded(last);
+        for waiter in self.reload_waiters.drain(..) {
+            let _ = waiter.send(last.clone());
+        }
         self.reloading = false;
     }
 

@@ -1,0 +1,174 @@
+//! The endpoints, and the checks every request passes first: the Host
+//! header (against DNS rebinding), and the bearer token for what changes
+//! anything.
+
+use std::fmt;
+
+use actix::Addr;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::actors::{Requested, SupervisorActor};
+use crate::handle::Request;
+use crate::status::Status;
+
+/// The largest request body taken.
+pub(crate) const MAX_BODY: usize = 64 << 10;
+
+/// What the handlers share.
+pub(crate) struct Api {
+    pub(crate) supervisor: Addr<SupervisorActor>,
+    /// The bearer token, if one is required.
+    pub(crate) token: Option<String>,
+    /// The Host header values accepted; empty: any.
+    pub(crate) hosts: Vec<String>,
+}
+
+/// A refused or failed request, answered as `{"error": "..."}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(json!({ "error": self.message }))
+    }
+}
+
+impl Api {
+    /// Refuses a request with a Host header not allowed, or, when it
+    /// `changes` anything, without the token.
+    fn admit(&self, req: &HttpRequest, changes: bool) -> Result<(), ApiError> {
+        if !self.hosts.is_empty() {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            if !self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+                return Err(ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    format!("Host {host:?} is not served here; add it to http.allowed_hosts"),
+                ));
+            }
+        }
+        if let (true, Some(token)) = (changes, &self.token) {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "));
+            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "this endpoint needs `Authorization: Bearer <http.token>`",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn status(&self) -> Result<Status, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping");
+        self.supervisor
+            .send(Requested(Request::Status(tx)))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+}
+
+/// Compares without leaking, through timing, how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The routes.
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/livez", web::get().to(livez))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/v1/status", web::get().to(status))
+        .route("/v1/reload", web::post().to(reload));
+}
+
+/// 200 while the process runs.
+async fn livez(api: web::Data<Api>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    api.admit(&req, false)?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "live" })))
+}
+
+/// 200 once the discovery sockets answer; 503 with the reason before, and
+/// while a reload moves them.
+async fn readyz(api: web::Data<Api>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    api.admit(&req, false)?;
+    let status = api.status().await?;
+    Ok(if status.ready {
+        HttpResponse::Ok().json(json!({ "status": "ready" }))
+    } else {
+        let reason = if status.addrs.is_empty() {
+            "the discovery sockets are not bound yet"
+        } else {
+            "the discovery sockets are being moved by a reload"
+        };
+        HttpResponse::ServiceUnavailable().json(json!({ "status": "not ready", "reason": reason }))
+    })
+}
+
+/// The counters `status` shows, in the Prometheus text format.
+async fn metrics(api: web::Data<Api>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    api.admit(&req, false)?;
+    let status = api.status().await?;
+    let body = super::metrics::encode_status(&status)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(body))
+}
+
+/// The document `discoveryd status --json` prints.
+async fn status(api: web::Data<Api>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    api.admit(&req, false)?;
+    Ok(HttpResponse::Ok().json(api.status().await?))
+}
+
+/// Reloads, and answers with the result, as `discoveryd reload` does.
+async fn reload(api: web::Data<Api>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    api.admit(&req, true)?;
+    let (tx, rx) = oneshot::channel();
+    let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping");
+    api.supervisor
+        .send(Requested(Request::ReloadAndReport(tx)))
+        .await
+        .map_err(|_| gone())?;
+    let last = rx.await.map_err(|_| gone())?;
+    let code = match last.result {
+        crate::status::ReloadResult::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::OK,
+    };
+    Ok(HttpResponse::build(code).json(last))
+}
