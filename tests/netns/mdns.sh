@@ -156,6 +156,11 @@ check "discover --mdns on A finds every instance of $TYPE with its A address, po
 check "discover --mdns on B finds srv's instances by their B address" \
   expect "from cb" "$(mdns_found cb --timeout 3s)" \
   "Counted|198.51.100.1|4243|;Harness Web|198.51.100.1|4242|mode=test,path=/x"
+# Beside avahi-daemon on the same host (as on most Linux desktops): both
+# share UDP 5353 (SO_REUSEPORT), and av's own instance is found too.
+check "discover --mdns on a host running avahi-daemon finds the same instances" \
+  expect "from av" "$(mdns_found av --timeout 3s)" \
+  "Counted|192.0.2.1|4243|;Harness Web #2|192.0.2.20|5000|;Harness Web|192.0.2.1|4242|mode=test,path=/x"
 avahi_publish srv Typed _ddtest._tcp 8080 k=v "flag" || die "avahi-publish Typed failed"
 check "discover --mdns _ddtest._tcp.local. finds that type only" \
   expect "from ca" "$(mdns_found ca _ddtest._tcp.local. --timeout 3s)" "Typed|192.0.2.1|8080|flag,k=v"
