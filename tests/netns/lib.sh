@@ -296,3 +296,21 @@ for line in open(path):
         sys.exit(0 if e["t"] - t0 <= limit else 1)
 print("  no goodbye for", name, "seen:", open(path).read()); sys.exit(1)' "$1" "$2" "$3" "$4"
 }
+
+# mdns_found NS ARGS...: `discoveryd discover --mdns ARGS --json` in NS, as
+# "instance|addresses|port|txt" rows joined by ";" (sorted); its exit
+# status is then in found_rc.
+mdns_found() {
+  local ns=$1; shift
+  in_ns "$ns" "$BIN" discover --mdns "$@" --json > "$WORK/found.json" 2> "$WORK/found.err"
+  echo $? > "$WORK/found.rc"
+  python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = []
+for s in d["servers"]:
+    txt = ",".join(k if v is None else "%s=%s" % (k, v) for k, v in sorted(s["txt"].items()))
+    rows.append("%s|%s|%s|%s" % (s["instance"], ",".join(s["addresses"]), s["port"], txt))
+print(";".join(sorted(rows)))' "$WORK/found.json" 2> /dev/null || cat "$WORK/found.err"
+}
+found_rc() { cat "$WORK/found.rc"; }

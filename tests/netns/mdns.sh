@@ -135,20 +135,6 @@ check "a conflicting name is renamed by Avahi and the new name seen within ${REN
 # --- discoveryd as the browser (discoveryd discover --mdns) -----------------
 # mdns_found NS ARGS...: "instance|addresses|port|txt;..." sorted, from
 # discoveryd discover --mdns --json in NS (its exit status: found_rc).
-mdns_found() {
-  local ns=$1; shift
-  in_ns "$ns" "$BIN" discover --mdns "$@" --json > "$WORK/found.json" 2> "$WORK/found.err"
-  echo $? > "$WORK/found.rc"
-  python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-rows = []
-for s in d["servers"]:
-    txt = ",".join(k if v is None else "%s=%s" % (k, v) for k, v in sorted(s["txt"].items()))
-    rows.append("%s|%s|%s|%s" % (s["instance"], ",".join(s["addresses"]), s["port"], txt))
-print(";".join(sorted(rows)))' "$WORK/found.json" 2> /dev/null || cat "$WORK/found.err"
-}
-found_rc() { cat "$WORK/found.rc"; }
 # Instances of $TYPE on A now: srv's two, and av's renamed one.
 check "discover --mdns on A finds every instance of $TYPE with its A address, port and TXT" \
   expect "from ca" "$(mdns_found ca --timeout 3s)" \

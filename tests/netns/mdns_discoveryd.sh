@@ -104,6 +104,8 @@ avahi_resolves() { # avahi_resolves WANT [avahi_browse.py ARGS]: polls avahi-bro
 }
 check "avahi-browse -a -r -t (the meta-query) on A resolves discoveryd with the A address" \
   avahi_resolves "lab-printer|192.0.2.1|8080|$WANT_TXT"
+check "discoveryd discover --mdns on B finds it with the B address, port and TXT" \
+  expect "from cb" "$(mdns_found cb --first --timeout 3s)" "lab-printer|198.51.100.1|8080|$WANT_TXT"
 
 # --- answers: rate limit, legacy unicast, known-answer suppression -----------
 counter 3 "$WORK/rate.out"
