@@ -7,7 +7,8 @@
 //! - [`cli::main_with`] is the whole `discoveryd` command line, with the
 //!   extra responder types a plugin registers: a custom build is a
 //!   `main.rs` of a few lines.
-//! - [`discover`] and [`bench()`] are the client and the load generator.
+//! - [`discover`] and [`bench()`] are the client and the load generator;
+//!   [`browse_mdns`] is the mDNS/DNS-SD client.
 //!
 //! Responder plugins depend on the `discoveryd-api` crate only.
 
@@ -53,7 +54,10 @@ pub use error::{Error, EXIT_GAVE_UP, EXIT_INTERNAL, EXIT_OK, EXIT_PORT, EXIT_USA
 pub use handle::{Handle, Observer, Requests, Silent};
 pub use http::Http;
 pub use logging::LogControl;
-pub use mdns::Mdns;
+pub use mdns::{
+    browse_mdns, parse_service_type, Instance, Mdns, MdnsDiscovery, MdnsError, MdnsOptions,
+    DEFAULT_SERVICE_TYPE,
+};
 pub use net::ProcessInfo;
 pub use policy::{RateLimit, Security};
 pub use responders::registry;

@@ -209,4 +209,66 @@ pub(super) struct DiscoverArgs {
     /// Also show malformed answers and failed sends.
     #[arg(long, short)]
     pub(super) verbose: bool,
+    /// Browse DNS-SD over mDNS for this service type instead (default
+    /// _discoveryd._udp; _http._tcp and _http._tcp.local. alike).
+    #[arg(
+        long,
+        value_name = "SERVICE_TYPE",
+        num_args = 0..=1,
+        default_missing_value = crate::DEFAULT_SERVICE_TYPE,
+        conflicts_with_all = ["port", "message", "targets", "broadcast"],
+    )]
+    pub(super) mdns: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, DiscoverArgs};
+
+    fn discover(args: &[&str]) -> Result<DiscoverArgs, clap::Error> {
+        let argv = ["discoveryd", "discover"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Discover(d) => Ok(d),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mdns_takes_an_optional_service_type() {
+        assert_eq!(discover(&[]).unwrap().mdns, None);
+        assert_eq!(
+            discover(&["--mdns"]).unwrap().mdns.as_deref(),
+            Some("_discoveryd._udp")
+        );
+        let d = discover(&["--mdns", "--first", "--json"]).unwrap();
+        assert_eq!(d.mdns.as_deref(), Some("_discoveryd._udp"));
+        assert!(d.first && d.json);
+        let d = discover(&["--mdns", "_http._tcp.local.", "--timeout", "2s"]).unwrap();
+        assert_eq!(d.mdns.as_deref(), Some("_http._tcp.local."));
+        assert_eq!(d.timeout.unwrap().get(), std::time::Duration::from_secs(2));
+        let d = discover(&["--mdns=_http._tcp"]).unwrap();
+        assert_eq!(d.mdns.as_deref(), Some("_http._tcp"));
+    }
+
+    #[test]
+    fn mdns_refuses_the_classic_only_flags_as_usage_errors() {
+        for extra in [
+            &["--target", "127.0.0.1"][..],
+            &["--broadcast"],
+            &["--port", "9999"],
+            &["--message", "X"],
+        ] {
+            let mut args = vec!["--mdns", "_http._tcp"];
+            args.extend_from_slice(extra);
+            let e = discover(&args).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{extra:?}"
+            );
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
 }

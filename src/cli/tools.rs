@@ -26,8 +26,12 @@ pub(super) fn check(args: ConfigArg, registry: &Registry) -> Result<(), Error> {
         .map_err(|e| Error::Setup(format!("cannot write the effective config to stdout: {e}")))
 }
 
-/// Exit codes of `discover`: 0 found, 1 none found, 2 bad usage.
+/// Exit codes of `discover`: 0 found, 1 none found, 2 bad usage; with
+/// `--mdns`, 3 when UDP port 5353 cannot be bound.
 pub(super) fn discover(args: DiscoverArgs) -> ExitCode {
+    if let Some(service_type) = &args.mdns {
+        return discover_mdns(service_type, &args);
+    }
     let overrides = Overrides {
         port: args.port,
         message: args.message,
@@ -88,6 +92,63 @@ pub(super) fn discover(args: DiscoverArgs) -> ExitCode {
                 err_line(format_args!("cannot send to {to}: {e}"));
             }
         }
+        err_line(format_args!("{}", found.summary()));
+    }
+    if found.servers.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `discover --mdns`: the timeout comes from `--timeout` or the config.
+fn discover_mdns(service_type: &str, args: &DiscoverArgs) -> ExitCode {
+    let service_type = match crate::parse_service_type(service_type) {
+        Ok(t) => t,
+        Err(e) => return fail(&Error::Usage(e)),
+    };
+    let overrides = Overrides {
+        timeout: args.timeout,
+        ..Overrides::default()
+    };
+    let timeout = match source(
+        ConfigArg {
+            config: args.config.config.clone(),
+        },
+        overrides,
+    )
+    .load()
+    {
+        Ok(config) => config.timeout.get(),
+        Err(e) => return fail(&Error::from(e)),
+    };
+    let options = crate::MdnsOptions {
+        service_type,
+        timeout,
+        first: args.first,
+    };
+    let found = match crate::browse_mdns(&options) {
+        Ok(found) => found,
+        Err(crate::MdnsError::Bind(e)) => {
+            return fail(&Error::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 5353)),
+                reason: format!("{e}; another program holds the mDNS port without sharing it (SO_REUSEPORT): stop it, or browse through it (avahi-browse)"),
+            })
+        }
+        Err(e) => return fail(&Error::Internal(e.to_string())),
+    };
+    let written = if args.json {
+        out(format_args!("{}\n", found.to_json()))
+    } else {
+        out(format_args!("{}", found.table()))
+    };
+    if let Err(e) = written {
+        err_line(format_args!(
+            "discoveryd: error: cannot write the result to stdout: {e}"
+        ));
+        return ExitCode::from(crate::EXIT_INTERNAL);
+    }
+    if !args.json {
         err_line(format_args!("{}", found.summary()));
     }
     if found.servers.is_empty() {

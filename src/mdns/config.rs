@@ -91,10 +91,14 @@ impl Mdns {
     }
 }
 
-/// `_name._udp` from `_name._udp`, `_name._udp.local` or `_name._udp.local.`.
+/// `_name._udp` from `_name._udp`, `_name._udp.local` or `_name._udp.local.`
+/// (the domain in any case).
 pub(crate) fn service_type_stem(service_type: &str) -> &str {
     let t = service_type.strip_suffix('.').unwrap_or(service_type);
-    t.strip_suffix(".local").unwrap_or(t)
+    match t.len().checked_sub(".local".len()) {
+        Some(i) if t.is_char_boundary(i) && t[i..].eq_ignore_ascii_case(".local") => &t[..i],
+        _ => t,
+    }
 }
 
 /// A DNS-SD service type: `_<name>._udp` or `_<name>._tcp`, where the

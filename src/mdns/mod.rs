@@ -7,6 +7,7 @@
 //! naming Avahi's own way to publish (README, "mDNS").
 
 mod announcer;
+mod browser;
 mod child;
 mod config;
 mod goodbye;
@@ -16,6 +17,10 @@ use std::path::Path;
 
 use crate::config::{Config, ConfigErrors, ConfigSource};
 
+pub use browser::{
+    browse_mdns, parse_service_type, Instance, MdnsDiscovery, MdnsError, MdnsOptions,
+    DEFAULT_SERVICE_TYPE,
+};
 pub(crate) use child::MdnsChild;
 pub use config::Mdns;
 pub(crate) use config::MAX_TXT_ENTRY;

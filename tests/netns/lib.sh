@@ -15,6 +15,11 @@
 #   in_ns ca "$PY" tests/netns/zeroconf_browse.py _x._udp --timeout 5 --until first
 #   in_ns_avahi av tests/netns/avahi_browse.py --type _x._udp
 #   in_ns mon "$PY" tests/netns/mdns_count.py --seconds 3 --source 192.0.2.1
+#   ... | resolved NAME; event_within / goodbye_within FILE ...
+#
+# Start long-running peers with spawn_in_ns (the pid is the peer's own, so
+# a signal reaches it); mono_now stamps a cue (a SIGTERM, a publish) on the
+# clock the JSON lines use.
 #
 # Needs root, iproute2, util-linux (unshare), dbus (dbus-daemon, dbus-send),
 # avahi-daemon, avahi-utils, and python-zeroconf in $PY's environment; each
@@ -243,3 +248,69 @@ avahi_publish() {
 avahi_published_name() {
   sed -n "s/^Established under name '\(.*\)'$/\1/p" "$WORK/$1/publish-${2//[^A-Za-z0-9_-]/_}.out" | tail -1
 }
+
+# --- reading the JSON lines of zeroconf_browse.py, avahi_browse.py and
+# mdns_count.py ---------------------------------------------------------------
+
+# resolved NAME: from JSON lines on stdin, the first resolved event (one
+# with a port) of instance NAME, as "name|addresses|port|txt" (addresses
+# comma-joined, txt sorted k=v comma-joined); nothing if none.
+resolved() {
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    if e.get("port") is not None and e.get("name") == sys.argv[1]:
+        txt = ",".join(k if v is None else "%s=%s" % (k, v) for k, v in sorted(e["txt"].items()))
+        print("%s|%s|%s|%s" % (e["name"], ",".join(e["addresses"]), e["port"], txt))
+        break' "$1"
+}
+
+# event_within FILE EVENT NAME T0 SECONDS: FILE (zeroconf_browse.py output)
+# has EVENT (added, updated, removed; or resolved: any event with a port)
+# for instance NAME at most SECONDS after T0 (mono_now); prints the delay.
+event_within() {
+  python3 -c '
+import json, sys
+path, event, name, t0, limit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+for line in open(path):
+    e = json.loads(line)
+    hit = e["event"] == event or (event == "resolved" and e.get("port") is not None)
+    if hit and e.get("name") == name:
+        print("  %s %s %.3f s after the cue" % (name, event, e["t"] - t0))
+        sys.exit(0 if e["t"] - t0 <= limit else 1)
+print("  never %s: %s" % (event, name)); print(open(path).read()); sys.exit(1)' "$@"
+}
+
+# goodbye_within FILE RECORD T0 SECONDS: FILE (mdns_count.py --lines
+# output) has a packet sending RECORD (a full name) with TTL 0 at most
+# SECONDS after T0; prints the delay.
+goodbye_within() {
+  python3 -c '
+import json, sys
+path, name, t0, limit = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+for line in open(path):
+    e = json.loads(line)
+    if e["event"] == "packet" and name in e["ttl0"]:
+        print("  goodbye on the wire %.3f s after the cue" % (e["t"] - t0))
+        sys.exit(0 if e["t"] - t0 <= limit else 1)
+print("  no goodbye for", name, "seen:", open(path).read()); sys.exit(1)' "$1" "$2" "$3" "$4"
+}
+
+# mdns_found NS ARGS...: `discoveryd discover --mdns ARGS --json` in NS, as
+# "instance|addresses|port|txt" rows joined by ";" (sorted); its exit
+# status is then in found_rc.
+mdns_found() {
+  local ns=$1; shift
+  in_ns "$ns" "$BIN" discover --mdns "$@" --json > "$WORK/found.json" 2> "$WORK/found.err"
+  echo $? > "$WORK/found.rc"
+  python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = []
+for s in d["servers"]:
+    txt = ",".join(k if v is None else "%s=%s" % (k, v) for k, v in sorted(s["txt"].items()))
+    rows.append("%s|%s|%s|%s" % (s["instance"], ",".join(s["addresses"]), s["port"], txt))
+print(";".join(sorted(rows)))' "$WORK/found.json" 2> /dev/null || cat "$WORK/found.err"
+}
+found_rc() { cat "$WORK/found.rc"; }
