@@ -28,8 +28,8 @@ use crate::actors::{ConfigChild, Launch, SupervisorActor, TimerChild};
 use crate::config::{Config, ConfigSource};
 use crate::error::Error;
 use crate::handle::{Observer, Requests, Silent};
-use crate::logging::LogControl;
 use crate::http::HttpChild;
+use crate::logging::LogControl;
 use crate::mdns::MdnsChild;
 use crate::messages::{Shutdown, ShutdownReason};
 use crate::responders::Snapshot;
@@ -111,8 +111,11 @@ impl Service {
             counters: Arc::default(),
             subnets: Arc::new(ArcSwap::from_pointee(subnets)),
         };
-        let mut children: Vec<Box<dyn crate::actors::Child>> =
-            vec![Box::new(ConfigChild), Box::<MdnsChild>::default(), Box::new(HttpChild)];
+        let mut children: Vec<Box<dyn crate::actors::Child>> = vec![
+            Box::new(ConfigChild),
+            Box::<MdnsChild>::default(),
+            Box::<HttpChild>::default(),
+        ];
         if let Some(after) = self.config.duration {
             children.push(Box::new(TimerChild::new(after)));
         }

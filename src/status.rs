@@ -31,6 +31,9 @@ pub struct Status {
     pub counters: Counts,
     /// Reloads so far and the last one's result.
     pub reloads: Reloads,
+    /// The HTTP endpoint's address, when `[http]` listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<SocketAddr>,
     /// What is advertised over mDNS, when `[mdns]` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mdns: Option<MdnsStatus>,
@@ -206,6 +209,12 @@ impl fmt::Display for Status {
             r.applied, r.rejected, r.unchanged
         )?;
         write!(f, "  last reload: {last}")?;
+        if let Some(http) = &self.http {
+            write!(
+                f,
+                "\n  http:        http://{http}/ (livez, readyz, metrics, v1/status, v1/reload)"
+            )?;
+        }
         if let Some(mdns) = &self.mdns {
             let services: Vec<String> = mdns.services.iter().map(|s| format!("{s:?}")).collect();
             write!(

@@ -134,7 +134,8 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         .problems()
         .into_iter()
         .chain(c.mdns.problems())
-        .chain(c.http.problems()) {
+        .chain(c.http.problems())
+    {
         check(false, &key, reason);
     }
     let txt_message = "message=".len() + c.message.len();

@@ -2,7 +2,8 @@
 //! its own worker thread, restarted with backoff if it fails, and moved
 //! when a reload changes `[http]`.
 
-use std::sync::Arc;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix::{Actor, ActorContext, Addr, Context, Handler, Recipient};
 use actix_web::dev::ServerHandle;
@@ -14,12 +15,20 @@ use super::routes::{routes, Api, MAX_BODY};
 use crate::actors::{Child, ChildContext, Restart, SupervisorActor};
 use crate::config::Config;
 use crate::messages::{ChildExited, Notice};
+use crate::status::Status;
 use crate::supervision::RestartOnFailure;
 
 const NAME: &str = "http endpoint";
 
+/// The address the endpoint listens on now, shared between the child
+/// (for the status document) and its actor.
+type Bound = Arc<Mutex<Option<SocketAddr>>>;
+
 /// The HTTP endpoint, as the supervisor's child.
-pub(crate) struct HttpChild;
+#[derive(Default)]
+pub(crate) struct HttpChild {
+    bound: Bound,
+}
 
 impl Child for HttpChild {
     fn name(&self) -> &'static str {
@@ -37,6 +46,7 @@ impl Child for HttpChild {
 
     fn start(&mut self, ctx: &ChildContext) -> Recipient<Notice> {
         HttpActor {
+            bound: Arc::clone(&self.bound),
             config: Arc::clone(&ctx.config),
             supervisor: ctx.supervisor.clone(),
             serving: None,
@@ -45,10 +55,15 @@ impl Child for HttpChild {
         .start()
         .recipient()
     }
+
+    fn status(&self, status: &mut Status) {
+        status.http = *self.bound.lock().unwrap_or_else(PoisonError::into_inner);
+    }
 }
 
 /// Runs the server the configuration asks for.
 struct HttpActor {
+    bound: Bound,
     config: Arc<Config>,
     supervisor: Addr<SupervisorActor>,
     /// The `[http]` table served now, and the server's handle.
@@ -64,15 +79,17 @@ impl HttpActor {
         }
         if let Some((old, handle)) = self.serving.take() {
             info!(listen = ?old.listen, "HTTP endpoint stopping");
+            self.set_bound(None);
             // Graceful: requests in flight finish; the port is free after.
             actix_rt::spawn(async move { handle.stop(true).await });
         }
-        let Some(listen) = wanted.listen else {
+        if wanted.listen.is_none() {
             return;
-        };
+        }
         match self.serve(wanted) {
-            Ok(handle) => {
-                info!(%listen, "HTTP endpoint listening");
+            Ok((handle, addr)) => {
+                info!(listen = %addr, "HTTP endpoint listening");
+                self.set_bound(Some(addr));
                 self.serving = Some((wanted.clone(), handle));
             }
             Err(e) => {
@@ -83,13 +100,23 @@ impl HttpActor {
         }
     }
 
-    fn serve(&self, http: &Http) -> Result<ServerHandle, String> {
+    fn set_bound(&self, addr: Option<SocketAddr>) {
+        *self.bound.lock().unwrap_or_else(PoisonError::into_inner) = addr;
+    }
+
+    /// Starts the server; its handle, and the address it listens on (the
+    /// port it got, for port 0).
+    fn serve(&self, http: &Http) -> Result<(ServerHandle, SocketAddr), String> {
         let listen = http.listen.expect("serve is called with a listen address");
+        let bind_error =
+            |e: std::io::Error| format!("cannot listen on http.listen {listen}: {e}; free the port, or choose another");
+        let listener = TcpListener::bind(listen).map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
         let token = token(http)?;
         let hosts = if !http.allowed_hosts.is_empty() {
             http.allowed_hosts.clone()
-        } else if listen.ip().is_loopback() {
-            loopback_hosts(listen.port())
+        } else if addr.ip().is_loopback() {
+            loopback_hosts(addr.port())
         } else {
             Vec::new()
         };
@@ -108,8 +135,8 @@ impl HttpActor {
         .workers(1)
         .disable_signals()
         .shutdown_timeout(1)
-        .bind(listen)
-        .map_err(|e| format!("cannot listen on http.listen {listen}: {e}; free the port, or choose another"))?
+        .listen(listener)
+        .map_err(bind_error)?
         .run();
         let handle = server.handle();
         actix_rt::spawn(async move {
@@ -117,7 +144,7 @@ impl HttpActor {
                 warn!(error = %e, "HTTP endpoint stopped");
             }
         });
-        Ok(handle)
+        Ok((handle, addr))
     }
 }
 
@@ -127,7 +154,10 @@ fn token(http: &Http) -> Result<Option<String>, String> {
         return Ok(http.token.clone());
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        format!("cannot read http.token_file {}: {e}; check the path and its permissions", path.display())
+        format!(
+            "cannot read http.token_file {}: {e}; check the path and its permissions",
+            path.display()
+        )
     })?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
     check_token(&token).map_err(|e| format!("http.token_file {}: {e}", path.display()))?;
@@ -151,6 +181,7 @@ impl Actor for HttpActor {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        self.set_bound(None);
         if let Some((_, handle)) = self.serving.take() {
             actix_rt::spawn(async move { handle.stop(true).await });
         }

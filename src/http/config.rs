@@ -69,7 +69,11 @@ impl Http {
             }
         }
         for host in &self.allowed_hosts {
-            if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+            if host.is_empty()
+                || host
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+            {
                 out.push((
                     "http.allowed_hosts".to_owned(),
                     format!("{host:?} is not a host name; use names such as \"localhost\" or \"discoveryd.lan:9998\""),

@@ -21,21 +21,53 @@ pub(crate) fn encode_status(status: &Status) -> Result<String, std::fmt::Error> 
         counter.inc_by(value);
         registry.register(name, help, counter);
     };
-    counter(&mut registry, "answers", "Discovery requests answered", c.answered);
-    counter(&mut registry, "ignored", "Datagrams no responder answered", c.ignored);
-    counter(&mut registry, "send_failed", "Replies the kernel refused to send", c.send_failed);
-    counter(&mut registry, "restarts", "Listener restarts by restart-on-failure", c.restarts);
+    counter(
+        &mut registry,
+        "answers",
+        "Discovery requests answered",
+        c.answered,
+    );
+    counter(
+        &mut registry,
+        "ignored",
+        "Datagrams no responder answered",
+        c.ignored,
+    );
+    counter(
+        &mut registry,
+        "send_failed",
+        "Replies the kernel refused to send",
+        c.send_failed,
+    );
+    counter(
+        &mut registry,
+        "restarts",
+        "Listener restarts by restart-on-failure",
+        c.restarts,
+    );
 
     let refused = Labeled::default();
     for (reason, n) in &c.refused {
-        refused.get_or_create(&vec![("reason", reason.clone())]).inc_by(*n);
+        refused
+            .get_or_create(&vec![("reason", reason.clone())])
+            .inc_by(*n);
     }
-    registry.register("refused", "Datagrams refused by a defence, by reason", refused);
+    registry.register(
+        "refused",
+        "Datagrams refused by a defence, by reason",
+        refused,
+    );
 
     let reloads = Labeled::default();
     let r = &status.reloads;
-    for (result, n) in [("applied", r.applied), ("rejected", r.rejected), ("unchanged", r.unchanged)] {
-        reloads.get_or_create(&vec![("result", result.to_owned())]).inc_by(n);
+    for (result, n) in [
+        ("applied", r.applied),
+        ("rejected", r.rejected),
+        ("unchanged", r.unchanged),
+    ] {
+        reloads
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc_by(n);
     }
     registry.register("reloads", "Reloads, by result", reloads);
 
@@ -44,8 +76,18 @@ pub(crate) fn encode_status(status: &Status) -> Result<String, std::fmt::Error> 
         gauge.set(value);
         registry.register(name, help, gauge);
     };
-    gauge(&mut registry, "ready", "1 once the discovery sockets answer", i64::from(status.ready));
-    gauge(&mut registry, "registrations", "Services registered over HTTP", 0);
+    gauge(
+        &mut registry,
+        "ready",
+        "1 once the discovery sockets answer",
+        i64::from(status.ready),
+    );
+    gauge(
+        &mut registry,
+        "registrations",
+        "Services registered over HTTP",
+        0,
+    );
     gauge(
         &mut registry,
         "uptime_seconds",

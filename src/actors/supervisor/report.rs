@@ -65,6 +65,7 @@ impl SupervisorActor {
                 restarts: load(&c.restarts),
             },
             reloads: self.reloads.clone(),
+            http: None,
             mdns: None,
         };
         self.children.status(&mut status);
