@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::policy::Refusal;
 use crate::status::Status;
 
 type Labeled = Family<Vec<(&'static str, String)>, Counter>;
@@ -46,11 +47,14 @@ pub(crate) fn encode_status(status: &Status) -> Result<String, std::fmt::Error> 
         c.restarts,
     );
 
+    // Every reason, 0 until it happens: a series that appears late breaks
+    // `rate()` and `increase()`.
     let refused = Labeled::default();
-    for (reason, n) in &c.refused {
+    for reason in Refusal::ALL.map(Refusal::name) {
+        let n = c.refused.get(reason).copied().unwrap_or(0);
         refused
-            .get_or_create(&vec![("reason", reason.clone())])
-            .inc_by(*n);
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc_by(n);
     }
     registry.register(
         "refused",
@@ -119,6 +123,7 @@ mod tests {
         for line in [
             "discoveryd_answers_total 7",
             "discoveryd_refused_total{reason=\"oversize\"} 3",
+            "discoveryd_refused_total{reason=\"rate_limited\"} 0",
             "discoveryd_reloads_total{result=\"applied\"} 4",
             "discoveryd_reloads_total{result=\"rejected\"} 1",
             "discoveryd_restarts_total 2",
