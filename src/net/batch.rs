@@ -128,6 +128,16 @@ impl Batch {
         &self.datagrams[..self.received]
     }
 
+    /// The datagrams of the last [`recv`](Self::recv), with their payloads
+    /// (at most `buffer_size + 1` bytes: a longer one is `oversize`).
+    pub(crate) fn payloads(&self) -> impl Iterator<Item = (&Datagram, &[u8])> {
+        let stride = self.buffer_size + 1;
+        self.datagrams()
+            .iter()
+            .enumerate()
+            .map(move |(i, d)| (d, &self.bufs[i * stride..i * stride + d.len.min(stride)]))
+    }
+
     /// Calls `f` on every datagram received, with its payload and a cleared
     /// reply buffer; `f` returns whether the buffer is to be sent back.
     pub(crate) fn process(&mut self, mut f: impl FnMut(&Datagram, &[u8], &mut Vec<u8>) -> bool) {
