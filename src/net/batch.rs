@@ -31,8 +31,8 @@ pub(crate) struct Datagram {
     /// The local address it arrived on (for a broadcast, the receiving
     /// interface's address).
     pub local: Option<IpAddr>,
-    raw_peer: Option<SockaddrStorage>,
-    ifindex: u32,
+    pub(super) raw_peer: Option<SockaddrStorage>,
+    pub(super) ifindex: u32,
 }
 
 /// What one [`Batch::send`] did.
@@ -151,6 +151,17 @@ impl Batch {
         }
     }
 
+    /// Offers every reply [`process`](Self::process) kept to `f`, with its
+    /// request; those `f` takes (returns true for) are not sent by
+    /// [`send`](Self::send).
+    pub(crate) fn defer(&mut self, mut f: impl FnMut(&Datagram, &[u8]) -> bool) {
+        for i in 0..self.received {
+            if self.answer[i] && f(&self.datagrams[i], &self.replies[i]) {
+                self.answer[i] = false;
+            }
+        }
+    }
+
     /// Sends the replies [`process`](Self::process) kept, each from the local
     /// address its request arrived on, grouped into as few calls as possible.
     pub(crate) fn send(&mut self, fd: RawFd) -> Sent {
@@ -207,42 +218,61 @@ impl Batch {
         for (slot, &i) in self.send_addrs.iter_mut().zip(group) {
             *slot = self.datagrams[i].raw_peer;
         }
-        let addrs = &self.send_addrs[..group.len()];
-        let v4;
-        let v6;
-        let cmsg: &[ControlMessage<'_>] = match local {
-            Some(IpAddr::V4(ip)) if !ip.is_unspecified() => {
-                v4 = [libc::in_pktinfo {
-                    ipi_ifindex: 0,
-                    ipi_spec_dst: libc::in_addr {
-                        s_addr: u32::from(ip).to_be(),
-                    },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                }];
-                &[ControlMessage::Ipv4PacketInfo(&v4[0])]
-            }
-            Some(IpAddr::V6(ip)) if !ip.is_unspecified() => {
-                v6 = [libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr {
-                        s6_addr: ip.octets(),
-                    },
-                    ipi6_ifindex: ifindex,
-                }];
-                &[ControlMessage::Ipv6PacketInfo(&v6[0])]
-            }
-            _ => &[],
-        };
         let n = group.len();
-        let results = sendmmsg(
+        send_from(
             fd,
             &mut self.send_headers,
-            iovs[..n].iter(),
-            addrs,
-            cmsg,
-            MsgFlags::MSG_DONTWAIT,
-        )?;
-        Ok(results.count())
+            &iovs[..n],
+            &self.send_addrs[..n],
+            local,
+            ifindex,
+        )
     }
+}
+
+/// One `sendmmsg` of `iovs` to `addrs`, all from the `local` address (the
+/// interface `ifindex` for IPv6); the kernel's choice when unspecified.
+pub(super) fn send_from(
+    fd: RawFd,
+    headers: &mut MultiHeaders<SockaddrStorage>,
+    iovs: &[[IoSlice<'_>; 1]],
+    addrs: &[Option<SockaddrStorage>],
+    local: Option<IpAddr>,
+    ifindex: u32,
+) -> nix::Result<usize> {
+    let v4;
+    let v6;
+    let cmsg: &[ControlMessage<'_>] = match local {
+        Some(IpAddr::V4(ip)) if !ip.is_unspecified() => {
+            v4 = [libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(ip).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            }];
+            &[ControlMessage::Ipv4PacketInfo(&v4[0])]
+        }
+        Some(IpAddr::V6(ip)) if !ip.is_unspecified() => {
+            v6 = [libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: ip.octets(),
+                },
+                ipi6_ifindex: ifindex,
+            }];
+            &[ControlMessage::Ipv6PacketInfo(&v6[0])]
+        }
+        _ => &[],
+    };
+    let results = sendmmsg(
+        fd,
+        headers,
+        iovs.iter(),
+        addrs,
+        cmsg,
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    Ok(results.count())
 }
 
 fn to_std(addr: SockaddrStorage) -> Option<SocketAddr> {
