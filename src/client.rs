@@ -1,7 +1,9 @@
 //! The discovery client: sends the request to every IPv4 broadcast
 //! address and to any targets, and collects the answers until the timeout
 //! (or the first one). Duplicates are removed by (ip, port); malformed
-//! answers are counted, never trusted.
+//! answers are counted, never trusted. A broadcast to a LAN of hundreds of
+//! servers gets hundreds of answers at once: the socket gets a receive
+//! buffer sized for them, and every wake-up drains it in batches.
 //!
 //! [`discover`] is async (tokio); [`discover_blocking`] wraps it for
 //! callers without a runtime.
@@ -9,14 +11,17 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use nix::ifaddrs::getifaddrs;
 use nix::net::if_::InterfaceFlags;
 use serde::Serialize;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use crate::config::Config;
+use crate::net::{set_recv_buffer, Batch};
 use crate::protocol::{parse_reply, MAX_REPLY};
 
 /// What to ask, where, and how long to wait.
@@ -190,39 +195,57 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
             per_source: HashMap::new(),
             discovery: &mut discovery,
         };
-        let mut buf = vec![0u8; MAX_REPLY + 1];
-        let mut buf6 = vec![0u8; MAX_REPLY + 1];
-        loop {
-            let received = tokio::time::timeout_at(deadline, async {
+        // Hundreds of servers answer a broadcast at once: each wake-up
+        // drains the socket that is ready in batches (recvmmsg), until the
+        // kernel has nothing more queued.
+        let mut batch = Batch::new(MAX_REPLY);
+        let mut done = false;
+        while !done {
+            let ready = tokio::time::timeout_at(deadline, async {
                 match &v6 {
                     Some(v6) => tokio::select! {
-                        r = v4.recv_from(&mut buf) => r.map(|(n, from)| (&buf[..n], from)),
-                        r = v6.recv_from(&mut buf6) => r.map(|(n, from)| (&buf6[..n], from)),
+                        r = v4.readable() => r.map(|()| &v4),
+                        r = v6.readable() => r.map(|()| v6),
                     },
-                    None => v4
-                        .recv_from(&mut buf)
-                        .await
-                        .map(|(n, from)| (&buf[..n], from)),
+                    None => v4.readable().await.map(|()| &v4),
                 }
             })
             .await;
-            match received {
+            let socket = match ready {
                 Err(_elapsed) => break,
-                // ICMP errors from unreachable targets surface here: skip them.
                 Ok(Err(_)) => continue,
-                Ok(Ok((reply, from))) => {
-                    if !collector.take(reply, from) {
+                Ok(Ok(socket)) => socket,
+            };
+            loop {
+                let fd = socket.as_raw_fd();
+                let received = socket.try_io(Interest::READABLE, || {
+                    batch.recv(fd, false).map_err(io::Error::from)
+                });
+                match received {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // ICMP errors from unreachable targets surface here: skip them.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+                for (d, reply) in batch.payloads() {
+                    let Some(from) = d.peer else { continue };
+                    if done || !collector.take(reply, from) {
                         continue;
                     }
                     if options.first {
-                        break;
+                        done = true;
                     }
                     if let Some(left) = &mut unanswered {
                         left.remove(&from);
                         if left.is_empty() {
-                            break;
+                            done = true;
                         }
                     }
+                }
+                if done {
+                    break;
                 }
             }
         }
@@ -333,9 +356,17 @@ pub fn discover_blocking(options: &DiscoverOptions) -> io::Result<Discovery> {
         .block_on(discover(options))
 }
 
+/// The receive buffer a client asks for: room for thousands of answers
+/// arriving at once (each small datagram takes about 1 KiB of kernel
+/// memory), while the loop is not running.
+pub(crate) const CLIENT_RECV_BUFFER: usize = 8 << 20;
+
 fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_broadcast(true)?;
+    // SO_RCVBUFFORCE when privileged, else SO_RCVBUF up to
+    // net.core.rmem_max: whatever the kernel grants, silently.
+    set_recv_buffer(&socket, CLIENT_RECV_BUFFER);
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket)
 }

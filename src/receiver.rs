@@ -6,20 +6,26 @@
 //! datagram it takes no lock, sends no actor message and allocates nothing.
 //! Recoverable socket errors are skipped; an unrecoverable one, or a panic
 //! in a responder, ends the loop with an error for the supervisor.
+//!
+//! With `reply_jitter` set, answers wait in the loop's own bounded queue
+//! ([`Delayed`], allocated once) for a random send time, and the loop's
+//! wait for datagrams ends at the next one. An answer that finds the queue
+//! full is sent at once and counted (`undelayed`). Without it, the loop is
+//! exactly the one above: the queue is never made, never looked at.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use discoveryd_api::Request;
 use ipnet::IpNet;
 use nix::errno::Errno;
 
-use crate::net::{wake, Batch, BindError, Datagram};
+use crate::net::{wake, Batch, BindError, Datagram, Delayed, Sent};
 use crate::policy::{Limiter, Policy, Refusal};
 use crate::responders::{Outcome, Snapshot};
 use crate::stats::{BatchCounts, Counters};
@@ -108,11 +114,26 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
     let mut batch = Batch::new(first.buffer_size);
     let mut limiter = Limiter::new(first.policy.rate.sources, first.workers);
     drop(first);
+    // Made when a `reply_jitter` is first seen; kept (and drained) after.
+    let mut delayed: Option<Box<Delayed>> = None;
+    let mut rng = fastrand::Rng::new();
     loop {
         let stopping = stop.load(Ordering::Acquire);
-        match batch.recv(fd, !stopping) {
+        let mut wait = !stopping;
+        if let Some(queue) = delayed.as_deref_mut().filter(|q| !q.is_empty()) {
+            let sent = queue.send_due(fd, Some(Instant::now()));
+            shared.counters.add(sent_counts(sent));
+            if let Some(due) = queue.next_due().filter(|_| wait) {
+                wait_readable(socket, due);
+                wait = false;
+            }
+        }
+        match batch.recv(fd, wait) {
             Ok(_) => {}
-            Err(Errno::EAGAIN) if stopping => return Ok(()),
+            Err(Errno::EAGAIN) if stopping => {
+                flush(&mut delayed, fd, shared);
+                return Ok(());
+            }
             Err(
                 Errno::EINTR | Errno::EAGAIN | Errno::ENOMEM | Errno::ENOBUFS | Errno::ECONNREFUSED,
             ) => continue,
@@ -175,6 +196,16 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
                 }
             }
         });
+        if !snapshot.reply_jitter.is_zero() {
+            let queue = delayed.get_or_insert_with(|| Box::new(Delayed::new()));
+            let span = snapshot.reply_jitter.as_nanos() as u64;
+            batch.defer(|d, reply| {
+                let at = now + Duration::from_nanos(rng.u64(0..=span));
+                let held = queue.hold(d, reply, at);
+                counts.undelayed += u64::from(!held);
+                held
+            });
+        }
         let sent = batch.send(fd);
         counts.answered = sent.sent as u64;
         counts.send_failed = sent.failed as u64;
@@ -189,8 +220,36 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
             limiter = Limiter::new(policy.rate.sources, snapshot.workers);
         }
         if woken {
+            flush(&mut delayed, fd, shared);
             return Ok(());
         }
+    }
+}
+
+/// Blocks until `socket` is readable or `until` has come (rounded up to
+/// the millisecond, so that the wait never spins).
+fn wait_readable(socket: &UdpSocket, until: Instant) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let left = until.saturating_duration_since(Instant::now());
+    let ms = left.as_nanos().div_ceil(1_000_000).min(u16::MAX.into()) as u16;
+    if ms > 0 {
+        let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+    }
+}
+
+/// Sends every held answer now: a loop that stops answers what it took.
+fn flush(delayed: &mut Option<Box<Delayed>>, fd: RawFd, shared: &Shared) {
+    if let Some(queue) = delayed.as_deref_mut() {
+        shared.counters.add(sent_counts(queue.send_due(fd, None)));
+    }
+}
+
+fn sent_counts(sent: Sent) -> BatchCounts {
+    BatchCounts {
+        answered: sent.sent as u64,
+        send_failed: sent.failed as u64,
+        ..BatchCounts::default()
     }
 }
 
@@ -247,6 +306,11 @@ mod tests {
     /// Serves `n` datagrams (valid and junk, alternately) on this thread
     /// and returns how many allocations serving them took.
     fn allocations_to_serve(n: usize) -> u64 {
+        allocations_to_serve_with(n, None)
+    }
+
+    /// As [`allocations_to_serve`], with answers delayed by up to `jitter`.
+    fn allocations_to_serve_with(n: usize, jitter: Option<&str>) -> u64 {
         let socket = crate::net::bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = socket.local_addr().unwrap();
         // Loopback is not exempt here, so the rate limiter runs for every
@@ -256,6 +320,7 @@ mod tests {
         config.security.rate_limit.per_source = 1e9;
         config.security.rate_limit.burst = 1e9;
         config.security.rate_limit.global = 1e9;
+        config.reply_jitter = jitter.map(|j| j.parse().unwrap());
         let snapshot =
             Snapshot::build(&config, &registry(), &ConfigSource::default(), None).unwrap();
         let shared = Shared {
@@ -301,5 +366,16 @@ mod tests {
         // The first run in a process pays one-time lazy initialisations.
         allocations_to_serve(2);
         assert_eq!(allocations_to_serve(50), allocations_to_serve(2_000));
+    }
+
+    #[test]
+    fn with_reply_jitter_the_receive_loop_allocates_nothing_per_datagram_either() {
+        // The queue is made once, at the first answer to delay.
+        let jitter = Some("1ms");
+        allocations_to_serve_with(2, jitter);
+        assert_eq!(
+            allocations_to_serve_with(50, jitter),
+            allocations_to_serve_with(1_000, jitter)
+        );
     }
 }

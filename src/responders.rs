@@ -62,6 +62,8 @@ pub(crate) struct Snapshot {
     pub(crate) policy: Policy,
     /// Receive loops per address: each gets this share of the global rate.
     pub(crate) workers: usize,
+    /// The longest random delay before an answer (zero: none).
+    pub(crate) reply_jitter: std::time::Duration,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -132,6 +134,7 @@ impl Snapshot {
             advertise_ip: config.advertise_ip,
             policy: Policy::new(&config.security, &config.response_prefix),
             workers: config.workers(),
+            reply_jitter: config.reply_jitter.map(|j| j.get()).unwrap_or_default(),
         })
     }
 

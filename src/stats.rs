@@ -16,6 +16,9 @@ pub(crate) struct Counters {
     pub refused: [AtomicU64; Refusal::ALL.len()],
     /// Replies the kernel refused to send.
     pub send_failed: AtomicU64,
+    /// Answers sent at once although `reply_jitter` is set (its queue was
+    /// full, or the answer longer than a queue slot).
+    pub undelayed: AtomicU64,
     /// Listener restarts made by restart-on-failure.
     pub restarts: AtomicU64,
 }
@@ -38,6 +41,8 @@ pub(crate) struct BatchCounts {
     pub refused: [u64; Refusal::ALL.len()],
     /// Replies not sent.
     pub send_failed: u64,
+    /// Answers sent at once although `reply_jitter` is set.
+    pub undelayed: u64,
 }
 
 impl Counters {
@@ -52,6 +57,7 @@ impl Counters {
             (&self.answered, batch.answered),
             (&self.ignored, batch.ignored),
             (&self.send_failed, batch.send_failed),
+            (&self.undelayed, batch.undelayed),
         ] {
             if n > 0 {
                 counter.fetch_add(n, Ordering::Relaxed);

@@ -63,6 +63,10 @@ pub struct Counts {
     pub refused: std::collections::BTreeMap<String, u64>,
     /// Replies the kernel refused to send.
     pub send_failed: u64,
+    /// Answers sent at once although `reply_jitter` is set: its queue (1,024
+    /// answers per receive loop) was full, or the answer over 512 bytes.
+    #[serde(default)]
+    pub undelayed: u64,
     /// Listener restarts by restart-on-failure.
     pub restarts: u64,
 }
@@ -189,6 +193,13 @@ impl fmt::Display for Status {
             "  counters:    answered {}, ignored {}, rejected {}, send failed {}, restarts {}",
             c.answered, c.ignored, c.rejected, c.send_failed, c.restarts
         )?;
+        if c.undelayed > 0 {
+            writeln!(
+                f,
+                "  undelayed:   {} answer(s) sent at once despite reply_jitter (queue full)",
+                c.undelayed
+            )?;
+        }
         if !c.refused.is_empty() {
             let reasons: Vec<String> = c.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
             writeln!(f, "  refused:     {}", reasons.join(", "))?;

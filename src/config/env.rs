@@ -42,6 +42,7 @@ fn full_sample() -> Config {
         log_level,
         advertise_ip: _,
         service_port: _,
+        reply_jitter: _,
         duration: _,
         pidfile: _,
         log_file: _,
@@ -64,6 +65,7 @@ fn full_sample() -> Config {
         log_level,
         advertise_ip: Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         service_port: Some(1),
+        reply_jitter: Some(HumanDuration::from_millis(1)),
         duration: Some(HumanDuration::from_millis(1)),
         pidfile: Some("discoveryd.pid".into()),
         log_file: Some("discoveryd.log".into()),
@@ -187,6 +189,7 @@ mod tests {
             "port",
             "workers",
             "service_port",
+            "reply_jitter",
             "pidfile",
             "supervision.retry_after_cleanup.delay",
             "security.rate_limit.sources",
@@ -194,6 +197,6 @@ mod tests {
             assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
         }
         assert!(!keys.iter().any(|k| k.starts_with("responders")));
-        assert_eq!(keys.len(), 36, "{keys:?}");
+        assert_eq!(keys.len(), 37, "{keys:?}");
     }
 }

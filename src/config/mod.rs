@@ -66,6 +66,14 @@ pub struct Config {
         deserialize_with = "de_some_port"
     )]
     pub service_port: Option<u16>,
+    /// Delay each answer by a random time up to this long (at most 1 s), so
+    /// that a large fleet's answers to one broadcast spread out; unset (or
+    /// zero): answer at once.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_jitter"
+    )]
+    pub reply_jitter: Option<HumanDuration>,
     /// Stop the service after this long (`run` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<HumanDuration>,
@@ -104,6 +112,7 @@ impl Default for Config {
             log_level: LogLevel::Info,
             advertise_ip: None,
             service_port: None,
+            reply_jitter: None,
             duration: None,
             pidfile: None,
             log_file: None,
@@ -228,6 +237,44 @@ fn de_some_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error
         )),
         p => Ok(Some(p)),
     }
+}
+
+/// The most `reply_jitter` may be: an answer later than this is late for
+/// any client (the default wait is 500 ms).
+pub(crate) const MAX_REPLY_JITTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A humantime duration or a number of seconds; zero turns jitter off.
+/// The upper bound is checked with the other ranges (see `validate`).
+fn de_jitter<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HumanDuration>, D::Error> {
+    #[derive(Clone, Copy)]
+    struct Visitor;
+    const FIX: &str =
+        "use a duration up to 1s, such as \"100ms\", or 0 (or no key) to answer at once";
+    impl de::Visitor<'_> for Visitor {
+        type Value = Option<HumanDuration>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as \"100ms\"")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let t = v.trim();
+            let parsed = match t.parse::<u64>() {
+                Ok(seconds) => Ok(std::time::Duration::from_secs(seconds)),
+                Err(_) if t.starts_with('-') => Err(format!("`{v}` is negative")),
+                Err(_) => humantime::parse_duration(t)
+                    .map_err(|e| format!("`{v}` is not a duration ({e})")),
+            };
+            parsed
+                .map(HumanDuration::new)
+                .map_err(|why| E::custom(format!("{why}; {FIX}")))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            self.visit_str(&v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            self.visit_str(&v.to_string())
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 /// Accepts `"0.0.0.0"` as well as `["0.0.0.0", "::"]`.

@@ -93,6 +93,54 @@ mod layering {
     }
 
     #[test]
+    fn reply_jitter_is_off_by_default_bounded_and_zero_turns_it_off() {
+        Jail::expect_with(|jail| {
+            assert_eq!(load(jail, "").unwrap().reply_jitter, None);
+            let c = load(jail, "reply_jitter = \"200ms\"\n").unwrap();
+            assert_eq!(
+                c.reply_jitter.map(HumanDuration::get),
+                Some(std::time::Duration::from_millis(200))
+            );
+            assert_eq!(
+                load(jail, "reply_jitter = \"1s\"\n").unwrap().reply_jitter,
+                c.reply_jitter.map(|_| HumanDuration::from_millis(1000))
+            );
+            assert_eq!(
+                load(jail, "reply_jitter = \"0ms\"\n").unwrap().reply_jitter,
+                None
+            );
+            assert_eq!(load(jail, "reply_jitter = 0\n").unwrap().reply_jitter, None);
+            for (bad, why) in [
+                ("\"1001ms\"", "too long"),
+                ("2", "too long"),
+                ("\"soon\"", "not a duration"),
+                ("\"-5ms\"", "negative"),
+            ] {
+                let e = one_error(load(jail, &format!("reply_jitter = {bad}\n")));
+                assert!(
+                    e.starts_with("d.toml: key `reply_jitter`:")
+                        && e.contains(why)
+                        && e.contains("1s")
+                        && !e.contains('\n'),
+                    "{bad}: {e}"
+                );
+            }
+            jail.set_env("DISCOVERYD_REPLY_JITTER", "5s");
+            let e = one_error(load(jail, ""));
+            assert!(
+                e.contains("DISCOVERYD_REPLY_JITTER") && e.contains("too long"),
+                "{e}"
+            );
+            jail.set_env("DISCOVERYD_REPLY_JITTER", "50ms");
+            assert_eq!(
+                load(jail, "").unwrap().reply_jitter.map(HumanDuration::get),
+                Some(std::time::Duration::from_millis(50))
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn an_empty_file_is_defaults_at_start_but_rejected_on_reload() {
         Jail::expect_with(|jail| {
             jail.create_file("d.toml", "\n")?;

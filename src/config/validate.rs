@@ -91,6 +91,15 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         ),
     );
     check(
+        c.reply_jitter
+            .is_none_or(|j| j.get() <= super::MAX_REPLY_JITTER),
+        "reply_jitter",
+        format!(
+            "{} is too long: each answer would wait up to that; use at most 1s, such as \"100ms\", or remove it to answer at once",
+            c.reply_jitter.map(|j| j.to_string()).unwrap_or_default()
+        ),
+    );
+    check(
         c.workers.is_none_or(|w| (1..=256).contains(&w)),
         "workers",
         format!(

@@ -2,10 +2,12 @@
 //! I/O that knows the local arrival address, and who holds a busy port.
 
 mod batch;
+mod delayed;
 pub(crate) mod holder;
 mod socket;
 
-pub(crate) use batch::{Batch, Datagram};
+pub(crate) use batch::{Batch, Datagram, Sent};
+pub(crate) use delayed::Delayed;
 pub(crate) use holder::port_holder;
 pub use holder::ProcessInfo;
 pub(crate) use socket::{

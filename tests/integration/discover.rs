@@ -212,3 +212,93 @@ fn the_library_client_finds_the_server_too() {
     assert_eq!(found.servers[0].ip, std::net::IpAddr::from([127, 0, 0, 1]));
     assert_eq!(found.servers[0].port, None);
 }
+
+/// A burst of answers, as a broadcast to a LAN of hundreds of servers
+/// brings, while the client is not running (stopped with SIGSTOP, as a
+/// busy machine may leave it unscheduled): each answer from its own
+/// loopback address (127.0.2.1 onwards, from one socket with IP_PKTINFO),
+/// then the target's own answer last. They must all wait in the client's
+/// receive buffer: the build before kept 256 of 501 (in the default
+/// 208 KiB buffer).
+#[test]
+fn a_burst_of_hundreds_of_answers_is_found_whole() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::socket::{sendmsg, setsockopt, sockopt, ControlMessage, MsgFlags, SockaddrIn};
+    use nix::unistd::Pid;
+    use std::io::IoSlice;
+    use std::net::Ipv4Addr;
+    use std::os::fd::AsRawFd;
+    use std::process::{Command, Stdio};
+
+    // The buffer a process like this one is granted, asked the client's
+    // way: forced as root, else up to net.core.rmem_max. Each small
+    // answer takes about 1 KiB of it; unprivileged, the burst is smaller.
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let want: usize = 8 << 20;
+    if setsockopt(&probe, sockopt::RcvBufForce, &want).is_err() {
+        let _ = setsockopt(&probe, sockopt::RcvBuf, &want);
+    }
+    let granted = nix::sys::socket::getsockopt(&probe, sockopt::RcvBuf).unwrap() / 2;
+    let servers = (granted / 2048).clamp(50, 500);
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let target = socket.local_addr().unwrap().to_string();
+    let child = Command::new(crate::util::bin())
+        .args(["discover", "--json", "--target", &target, "--timeout", "5s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = Pid::from_raw(child.id() as i32);
+    let mut buf = [0u8; 64];
+    let (_, peer) = socket.recv_from(&mut buf).expect("the client's request");
+    let std::net::SocketAddr::V4(peer) = peer else {
+        panic!("an IPv4 client");
+    };
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let to = SockaddrIn::from(peer);
+    let mut sent = 0;
+    for i in 0..servers {
+        let ip = Ipv4Addr::new(127, 0, 2 + (i / 250) as u8, 1 + (i % 250) as u8);
+        let reply = format!("SERVER_IP:{ip}");
+        let info = libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(ip).to_be(),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
+        let iov = [IoSlice::new(reply.as_bytes())];
+        if sendmsg(
+            socket.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::empty(),
+            Some(&to),
+        )
+        .is_ok()
+        {
+            sent += 1;
+        }
+    }
+    socket.send_to(b"SERVER_IP:127.0.0.1", peer).unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(sent, servers, "the burst itself could not be sent");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = doc["servers"].as_array().unwrap();
+    let mut ips: Vec<&str> = found.iter().map(|s| s["ip"].as_str().unwrap()).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(
+        (found.len(), ips.len()),
+        (servers + 1, servers + 1),
+        "{} of {} answers found (receive buffer granted: {granted} bytes)",
+        found.len(),
+        servers + 1
+    );
+}

@@ -13,6 +13,7 @@ mod discover;
 mod faults;
 mod fuzz_corpus;
 mod hostile;
+mod jitter;
 mod lifecycle;
 mod operators;
 mod plugins;

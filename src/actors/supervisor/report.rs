@@ -62,6 +62,7 @@ impl SupervisorActor {
                 rejected: refused.values().sum(),
                 refused,
                 send_failed: load(&c.send_failed),
+                undelayed: load(&c.undelayed),
                 restarts: load(&c.restarts),
             },
             reloads: self.reloads.clone(),
