@@ -108,8 +108,9 @@ impl HttpActor {
     /// port it got, for port 0).
     fn serve(&self, http: &Http) -> Result<(ServerHandle, SocketAddr), String> {
         let listen = http.listen.expect("serve is called with a listen address");
-        let bind_error =
-            |e: std::io::Error| format!("cannot listen on http.listen {listen}: {e}; free the port, or choose another");
+        let bind_error = |e: std::io::Error| {
+            format!("cannot listen on http.listen {listen}: {e}; free the port, or choose another")
+        };
         let listener = TcpListener::bind(listen).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let token = token(http)?;

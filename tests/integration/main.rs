@@ -13,6 +13,7 @@ mod discover;
 mod faults;
 mod fuzz_corpus;
 mod hostile;
+mod http;
 mod jitter;
 mod lifecycle;
 mod operators;
