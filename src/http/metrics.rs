@@ -104,6 +104,29 @@ pub(crate) fn encode_status(status: &Status) -> Result<String, std::fmt::Error> 
     Ok(out)
 }
 
+/// The same scrape in the Prometheus text format (0.0.4), for scrapers
+/// that do not ask for OpenMetrics (`promtool check metrics`, curl): a
+/// counter's HELP and TYPE name the `_total` series, and there is no
+/// `# EOF`. (prometheus-client writes OpenMetrics only.)
+pub(crate) fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines().filter(|&l| l != "# EOF") {
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let (name, rest) = line.strip_prefix(tag)?.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{tag}{name}_total {rest}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +156,14 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_prometheus_text_names_counters_by_their_series() {
+        let om = "# HELP d_answers Answers.\n# TYPE d_answers counter\nd_answers_total 7\n# HELP d_ready Ready.\n# TYPE d_ready gauge\nd_ready 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP d_answers_total Answers.\n# TYPE d_answers_total counter\nd_answers_total 7\n# HELP d_ready Ready.\n# TYPE d_ready gauge\nd_ready 1\n"
+        );
     }
 }

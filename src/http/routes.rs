@@ -145,9 +145,21 @@ async fn metrics(api: web::Data<Api>, req: HttpRequest) -> Result<HttpResponse, 
     let status = api.status().await?;
     let body = super::metrics::encode_status(&status)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(body))
+    // Prometheus asks for OpenMetrics; everyone else gets the classic text.
+    let openmetrics = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    Ok(if openmetrics {
+        HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(body)
+    } else {
+        HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(super::metrics::to_prometheus_text(&body))
+    })
 }
 
 /// The document `discoveryd status --json` prints.

@@ -113,6 +113,29 @@ fn health_metrics_and_status_over_http_match_the_control_socket() {
         );
     }
 
+    let openmetrics = request(
+        http,
+        "GET",
+        "/metrics",
+        &["Accept: application/openmetrics-text; version=1.0.0"],
+        b"",
+    );
+    assert!(
+        openmetrics.body.ends_with("# EOF\n"),
+        "{}",
+        openmetrics.body
+    );
+    assert!(openmetrics
+        .body
+        .contains("# TYPE discoveryd_answers counter\n"));
+    assert!(
+        !metrics.body.contains("# EOF"),
+        "the classic text has no EOF marker"
+    );
+    assert!(metrics
+        .body
+        .contains("# TYPE discoveryd_answers_total counter\n"));
+
     let over_http = get(http, "/v1/status");
     assert_eq!(over_http.code, 200);
     let doc = over_http.json();
