@@ -40,6 +40,7 @@ fn full_sample() -> Config {
         workers: _,
         logging,
         log_level,
+        log_format,
         advertise_ip: _,
         service_port: _,
         duration: _,
@@ -61,6 +62,7 @@ fn full_sample() -> Config {
         workers: Some(1),
         logging,
         log_level,
+        log_format,
         advertise_ip: Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         service_port: Some(1),
         duration: Some(HumanDuration::from_millis(1)),
@@ -181,12 +183,13 @@ mod tests {
             "workers",
             "service_port",
             "pidfile",
+            "log_format",
             "supervision.retry_after_cleanup.delay",
             "security.rate_limit.sources",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
         }
         assert!(!keys.iter().any(|k| k.starts_with("responders")));
-        assert_eq!(keys.len(), 36, "{keys:?}");
+        assert_eq!(keys.len(), 37, "{keys:?}");
     }
 }
