@@ -211,7 +211,7 @@ pub(crate) fn syslog_prefix(level: Level) -> &'static str {
 /// sets the variable for the service, but its children inherit it with
 /// stderr maybe elsewhere (a daemon's log file, a redirect), so the
 /// device and inode must match, as `systemd.exec(5)` says.
-fn stderr_is_journal() -> bool {
+pub(crate) fn stderr_is_journal() -> bool {
     std::env::var(JOURNAL_STREAM).is_ok_and(|v| is_journal_stream(&v, std::io::stderr().as_fd()))
 }
 

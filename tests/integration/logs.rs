@@ -278,3 +278,20 @@ fn json_on_the_journal_stream_keeps_json_after_the_priority() {
         assert_eq!(value["level"], level, "{line}");
     }
 }
+
+#[test]
+fn on_the_journal_stream_the_error_that_ends_a_run_has_the_error_priority() {
+    let config = ConfigDir::new(&loopback("buffer_size = 3"));
+    let args = run_args(&config, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for (matching, prefix) in [(true, "<3>"), (false, "")] {
+        let mut daemon = Daemon::spawn_with_journal_stream(&args, &[], matching);
+        let (code, err) = daemon.exit_and_collect_stderr();
+        assert_eq!(code, 2, "{err}");
+        let line = line_with(&err, "buffer_size");
+        assert!(
+            line.starts_with(&format!("{prefix}discoveryd: error: ")),
+            "{line}"
+        );
+    }
+}

@@ -324,6 +324,12 @@ impl Daemon {
     /// stderr, once stderr has closed.
     pub(crate) fn stop_and_collect_stderr(&mut self) -> (i32, String) {
         self.signal(Signal::SIGTERM);
+        self.exit_and_collect_stderr()
+    }
+
+    /// Waits for it to exit; returns its exit code and all it wrote on
+    /// stderr, once stderr has closed.
+    pub(crate) fn exit_and_collect_stderr(&mut self) -> (i32, String) {
         let code = self.wait();
         (code, self.stderr.until_closed(DEADLINE))
     }
