@@ -15,6 +15,7 @@ mod fuzz_corpus;
 mod hostile;
 mod jitter;
 mod lifecycle;
+mod logs;
 mod operators;
 mod plugins;
 mod reload;
