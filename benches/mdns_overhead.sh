@@ -44,23 +44,33 @@ ip -n "$TAG-cli" addr add 10.77.0.2/24 dev eth0 && ip -n "$TAG-cli" link set eth
 one_round() {
   local mdns=$1 log="$WORK/srv.log" port="" querier=""
   DISCOVERYD_MDNS__ENABLED=$([ "$mdns" = on ] && echo true || echo false) \
-    ip netns exec "$TAG-srv" "$BIN" run --port 0 --pidfile "$WORK/d.pid" > "$log" 2>&1 &
+    ip netns exec "$TAG-srv" "$BIN" run --port 0 --pidfile "$WORK/d-$mdns-$RANDOM.pid" > "$log" 2>&1 &
   local pid=$!
   local ready="listening on" deadline=$((SECONDS + 10))
   [ "$mdns" = on ] && ready="advertising over mDNS"
-  until grep -q "$ready" "$log"; do # poll, with a deadline
+  until grep -q "$ready" "$log" && port=$(grep -o 'listening on 0.0.0.0:[0-9][0-9]*$' "$log" | grep -o '[0-9]*$'); do
     [ $SECONDS -lt $deadline ] || die "discoveryd did not start (mdns $mdns): $(cat "$log")"
-    sleep 0.05
+    sleep 0.05 # poll, with a deadline
   done
-  port=$(grep -o 'listening on 0.0.0.0:[0-9]*' "$log" | grep -o '[0-9]*$')
   if [ "$mdns" = on ]; then
     ip netns exec "$TAG-cli" "$PY" tests/netns/mdns_query.py _discoveryd._udp.local. $((SECS * 20 + 40)) 20 10.77.0.2 &
     querier=$!
   fi
+  local before; before=$(mdns_ticks "$pid")
   ip netns exec "$TAG-srv" "$BIN" bench --target "127.0.0.1:$port" --duration "${SECS}s" --json \
-    | "$PY" -c 'import json,sys; print(round(json.load(sys.stdin)["requests_per_sec"]))'
+    > "$WORK/bench.json" 2> "$WORK/bench.err" || die "bench failed (mdns $mdns): $(cat "$WORK/bench.err")"
+  [ "$mdns" = on ] && echo $(($(mdns_ticks "$pid") - before)) >> "$WORK/ticks"
+  "$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["requests_per_sec"]))' "$WORK/bench.json"
   [ -n "$querier" ] && kill "$querier" 2>/dev/null && wait "$querier" 2>/dev/null
   kill "$pid" && wait "$pid" 2>/dev/null
+}
+# mdns_ticks PID: CPU time (clock ticks) of PID's mDNS threads so far.
+mdns_ticks() {
+  local t sum=0
+  for t in /proc/"$1"/task/*; do
+    case $(cat "$t/comm") in mDNS_daemon|mdns-events) sum=$((sum + $(awk '{print $14 + $15}' "$t/stat"))) ;; esac
+  done
+  echo "$sum"
 }
 
 off=() on=()
@@ -74,3 +84,4 @@ echo "UDP responder, ${SECS}s rounds, req/s:"
 echo "  mdns off: ${off[*]}  (median $m_off)"
 echo "  mdns on:  ${on[*]}  (median $m_on, with 20 mDNS queries/s)"
 awk -v a="$m_off" -v b="$m_on" 'BEGIN { printf "  on/off: %.3f\n", b / a }'
+echo "  CPU time of the mDNS threads during the on rounds: $(awk '{ s += $1 } END { print s }' "$WORK/ticks") ticks of 1/$(getconf CLK_TCK) s in all"

@@ -33,11 +33,17 @@ pub(crate) fn error_line(args: fmt::Arguments<'_>) {
 /// The configuration block printed before binding.
 pub(crate) fn banner(config: &Config, source: &ConfigSource, responders: &str) {
     let bind: Vec<String> = config.bind.iter().map(ToString::to_string).collect();
-    let logging = if config.logging {
+    let rust_log = std::env::var(crate::logging::RUST_LOG).unwrap_or_default();
+    let mut logging = if !rust_log.trim().is_empty() {
+        format!("RUST_LOG={rust_log} (logging and log_level not followed)")
+    } else if config.logging {
         format!("on ({:?})", config.log_level).to_lowercase()
     } else {
         "off (warnings only)".into()
     };
+    if config.log_format == crate::config::LogFormat::Json {
+        logging.push_str(", as JSON lines");
+    }
     say!(
         "discoveryd {} - UDP discovery service",
         env!("CARGO_PKG_VERSION")

@@ -46,7 +46,7 @@ pub use bench::{bench, BenchOptions, BenchReport, MAX_DURATION};
 pub use client::{discover, discover_blocking, DiscoverOptions, Discovery, Malformed, Server};
 pub(crate) use client::{is_broadcast, resolve_target};
 pub use config::{
-    Config, ConfigError, ConfigErrors, ConfigOrigin, ConfigSource, LogLevel, Overrides,
+    Config, ConfigError, ConfigErrors, ConfigOrigin, ConfigSource, LogFormat, LogLevel, Overrides,
     ResponderConfig,
 };
 pub use duration::HumanDuration;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::LogLevel;
 use crate::duration::HumanDuration;
 
 /// LAN service discovery: answers DISCOVER_SERVER with SERVER_IP:<ip>.
@@ -110,6 +111,10 @@ pub(super) struct RunArgs {
     /// If another instance holds the pidfile, stop it first.
     #[arg(long)]
     pub(super) replace: bool,
+    /// Log this much and more severe (overrides `log_level`, and `logging =
+    /// false`); RUST_LOG, when set, outranks it.
+    #[arg(long, value_name = "LEVEL")]
+    pub(super) log_level: Option<LogLevel>,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +132,10 @@ pub(super) struct StartArgs {
         allow_hyphen_values = true
     )]
     pub(super) wait: HumanDuration,
+    /// The daemon logs this much and more severe (overrides `log_level`,
+    /// and `logging = false`); RUST_LOG, when set, outranks it.
+    #[arg(long, value_name = "LEVEL")]
+    pub(super) log_level: Option<LogLevel>,
 }
 
 #[derive(Debug, Args)]

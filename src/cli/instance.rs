@@ -52,13 +52,23 @@ pub(super) fn instance(args: &InstanceArgs) -> Result<PathBuf, Error> {
     Ok(pidfile)
 }
 
+/// Where `start`'s daemon takes its configuration from: the instance's,
+/// with `--log-file` and `--log-level`.
+fn start_source(args: &StartArgs) -> ConfigSource {
+    let mut source = instance_source(&args.instance, args.log_file.clone());
+    source.overrides = std::mem::take(&mut source.overrides).with_log_level(args.log_level);
+    source
+}
+
 pub(super) fn start(args: StartArgs, registry: Registry) -> Result<(), Error> {
     warn_ignored_env();
-    let source = instance_source(&args.instance, args.log_file);
+    let source = start_source(&args);
     let config = source.load()?;
+    // Refused here, not in the daemon only: a bad RUST_LOG is the caller's.
+    crate::logging::rust_log()?;
     let daemon = |source: ConfigSource, daemon: Daemonized| {
         let config = source.load()?;
-        let log = LogControl::install(&config);
+        let log = LogControl::install(&config)?;
         let options = RunOptions {
             replace: false,
             notifier: daemon.notifier,
@@ -76,8 +86,9 @@ pub(super) fn start(args: StartArgs, registry: Registry) -> Result<(), Error> {
 /// a bad config, a busy new port or an unusable file leaves the running
 /// instance alone.
 pub(super) fn restart(args: RestartArgs, registry: Registry) -> Result<(), Error> {
-    let source = instance_source(&args.start.instance, args.start.log_file.clone());
+    let source = start_source(&args.start);
     crate::check(&source, &registry)?;
+    crate::logging::rust_log()?;
     let config = source.load()?;
     let pidfile = instance(&args.start.instance)?;
     daemon::preflight(&config, &pidfile)?;

@@ -44,9 +44,16 @@ pub(super) fn print_report<T: serde::Serialize + fmt::Display>(report: &T, json:
 }
 
 /// Prints an error once, a line per problem, and returns its exit code.
+/// On the journal's stream each line has the error priority (`<3>`), as
+/// log lines do, so `journalctl -p err` shows why the service stopped.
 pub(super) fn fail(error: &Error) -> ExitCode {
+    let priority = if crate::logging::stderr_is_journal() {
+        crate::logging::syslog_prefix(tracing::Level::ERROR)
+    } else {
+        ""
+    };
     for line in format!("{error:#}").lines() {
-        err_line(format_args!("discoveryd: error: {line}"));
+        err_line(format_args!("{priority}discoveryd: error: {line}"));
     }
     ExitCode::from(error.exit_code())
 }

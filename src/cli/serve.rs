@@ -57,10 +57,11 @@ pub(super) fn run(args: RunArgs, registry: Registry) -> Result<(), Error> {
         duration: args.duration,
         pidfile: args.instance.pidfile,
         ..Overrides::default()
-    };
+    }
+    .with_log_level(args.log_level);
     let source = source(args.instance.config, overrides);
     let config = source.load()?;
-    let log = LogControl::install(&config);
+    let log = LogControl::install(&config)?;
     for name in ConfigSource::ignored_env() {
         warn!(variable = %name, "environment variable names no config key; ignored");
     }

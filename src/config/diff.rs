@@ -13,7 +13,7 @@ pub(crate) enum Effect {
     /// New sockets (make-before-break): `port`, `bind`, `workers`,
     /// `recv_buffer`.
     Rebind,
-    /// Read at start only: `duration`, `pidfile`, `log_file`.
+    /// Read at start only: `duration`, `pidfile`, `log_file`, `log_format`.
     NextStart,
 }
 
@@ -22,7 +22,7 @@ impl Effect {
     pub(crate) fn of(key: &str) -> Self {
         match key {
             "port" | "bind" | "workers" | "recv_buffer" => Effect::Rebind,
-            "duration" | "pidfile" | "log_file" => Effect::NextStart,
+            "duration" | "pidfile" | "log_file" | "log_format" => Effect::NextStart,
             _ => Effect::InPlace,
         }
     }
@@ -56,6 +56,11 @@ impl ConfigDiff {
             .iter()
             .map(String::as_str)
             .filter(|k| Effect::of(k) == Effect::NextStart)
+    }
+
+    /// True when the dotted `key` changed.
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k == key)
     }
 
     /// The changed keys, sorted.

@@ -40,6 +40,7 @@ fn full_sample() -> Config {
         workers: _,
         logging,
         log_level,
+        log_format,
         advertise_ip: _,
         service_port: _,
         reply_jitter: _,
@@ -63,6 +64,7 @@ fn full_sample() -> Config {
         workers: Some(1),
         logging,
         log_level,
+        log_format,
         advertise_ip: Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         service_port: Some(1),
         reply_jitter: Some(HumanDuration::from_millis(1)),
@@ -191,12 +193,13 @@ mod tests {
             "service_port",
             "reply_jitter",
             "pidfile",
+            "log_format",
             "supervision.retry_after_cleanup.delay",
             "security.rate_limit.sources",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
         }
         assert!(!keys.iter().any(|k| k.starts_with("responders")));
-        assert_eq!(keys.len(), 37, "{keys:?}");
+        assert_eq!(keys.len(), 38, "{keys:?}");
     }
 }

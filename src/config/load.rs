@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::env::{env_keys, env_name, EnvScan, ENV_PREFIX};
 use super::validate::{path_collisions, validate};
-use super::{default_pidfile, Config, ConfigError, ConfigErrors, ConfigOrigin};
+use super::{default_pidfile, Config, ConfigError, ConfigErrors, ConfigOrigin, LogLevel};
 use crate::duration::HumanDuration;
 
 /// The command-line flags that override config keys.
@@ -35,6 +35,25 @@ pub struct Overrides {
     /// `--log-file`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_file: Option<PathBuf>,
+    /// `--log-level`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<LogLevel>,
+    /// Set (to `true`) by `--log-level`: a level asked for on the command
+    /// line is shown even where the file says `logging = false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<bool>,
+}
+
+impl Overrides {
+    /// Adds `--log-level`, if given: it sets `log_level` and turns
+    /// `logging` on.
+    pub fn with_log_level(mut self, level: Option<LogLevel>) -> Self {
+        if level.is_some() {
+            self.log_level = level;
+            self.logging = Some(true);
+        }
+        self
+    }
 }
 
 /// Where a configuration comes from: an optional file plus flag overrides.
@@ -378,6 +397,12 @@ fn figment_errors(error: figment::Error) -> Vec<ConfigError> {
             let reason = match &e.kind {
                 figment::error::Kind::UnknownField(_, expected) => {
                     format!("unknown key; expected one of: {}", expected.join(", "))
+                }
+                figment::error::Kind::UnknownVariant(found, expected) => {
+                    format!(
+                        "`{found}` is not a choice; use one of: {}",
+                        expected.join(", ")
+                    )
                 }
                 kind => kind.to_string(),
             };

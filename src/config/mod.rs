@@ -57,6 +57,9 @@ pub struct Config {
     pub logging: bool,
     /// The most detailed log level shown when `logging` is on.
     pub log_level: LogLevel,
+    /// How log lines are written: human text, or one JSON object per line
+    /// (read at start).
+    pub log_format: LogFormat,
     /// The address to advertise instead of the one a request arrived on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_ip: Option<IpAddr>,
@@ -110,6 +113,7 @@ impl Default for Config {
             workers: None,
             logging: true,
             log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
             advertise_ip: None,
             service_port: None,
             reply_jitter: None,
@@ -181,7 +185,7 @@ impl ResponderConfig {
 }
 
 /// Log verbosity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum LogLevel {
@@ -190,6 +194,18 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `message`, and the
+    /// event's fields.
+    Json,
 }
 
 /// As root `/run/discoveryd/discoveryd.pid` (the shipped unit's, so a bare

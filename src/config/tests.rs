@@ -141,6 +141,33 @@ mod layering {
     }
 
     #[test]
+    fn log_format_and_the_log_level_flag_layer() {
+        Jail::expect_with(|jail| {
+            assert_eq!(load(jail, "").unwrap().log_format, LogFormat::Text);
+            let c = load(jail, "log_format = \"json\"\n").unwrap();
+            assert_eq!(c.log_format, LogFormat::Json);
+            let e = one_error(load(jail, "log_format = \"xml\"\n"));
+            assert_eq!(
+                e,
+                "d.toml: key `log_format`: `xml` is not a choice; use one of: text, json"
+            );
+            // --log-level outranks the file and the environment, and turns
+            // logging on.
+            jail.create_file("d.toml", "logging = false\nlog_level = \"error\"\n")?;
+            jail.set_env("DISCOVERYD_LOG_LEVEL", "warn");
+            let mut source = ConfigSource::file("d.toml");
+            let c = source.load().unwrap();
+            assert_eq!((c.logging, c.log_level), (false, LogLevel::Warn));
+            source.overrides = Overrides::default().with_log_level(Some(LogLevel::Debug));
+            let c = source.load().unwrap();
+            assert_eq!((c.logging, c.log_level), (true, LogLevel::Debug));
+            source.overrides = Overrides::default().with_log_level(None);
+            assert!(!source.load().unwrap().logging);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn an_empty_file_is_defaults_at_start_but_rejected_on_reload() {
         Jail::expect_with(|jail| {
             jail.create_file("d.toml", "\n")?;

@@ -16,6 +16,7 @@ mod hostile;
 mod http;
 mod jitter;
 mod lifecycle;
+mod logs;
 mod operators;
 mod plugins;
 mod reload;

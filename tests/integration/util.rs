@@ -114,6 +114,22 @@ impl Lines {
     fn text(&self) -> String {
         self.all.lock().unwrap().join("\n")
     }
+
+    /// Everything, once the stream has closed (the child exited and no
+    /// other process holds it); panics past `within`.
+    fn until_closed(&self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("the stream stayed open for {within:?}"));
+            match self.rx.recv_timeout(left) {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Disconnected) => return self.text(),
+                Err(RecvTimeoutError::Timeout) => panic!("the stream stayed open for {within:?}"),
+            }
+        }
+    }
 }
 
 /// A `discoveryd` process, killed when dropped; its output is printed if
@@ -140,19 +156,70 @@ impl Daemon {
         Self::spawn_inner(args, env, false)
     }
 
+    /// As [`spawn_with_env`](Self::spawn_with_env), with stderr a pipe of
+    /// the test's own and `JOURNAL_STREAM` set as systemd sets it for a
+    /// service: to that pipe's `<device>:<inode>` when `matching`, else to
+    /// another inode on the same device (stderr is not the journal's).
+    pub(crate) fn spawn_with_journal_stream(
+        args: &[&str],
+        env: &[(&str, &str)],
+        matching: bool,
+    ) -> Self {
+        use nix::fcntl::OFlag;
+        // Close-on-exec: no other test's child may hold the write end open.
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        let stat = nix::sys::stat::fstat(&write).expect("fstat the pipe");
+        let ino = if matching {
+            stat.st_ino
+        } else {
+            stat.st_ino + 1
+        };
+        let stream = format!("{}:{ino}", stat.st_dev);
+        let mut env = env.to_vec();
+        env.push(("JOURNAL_STREAM", &stream));
+        Self::spawn_stderr(
+            args,
+            &env,
+            false,
+            Stdio::from(write),
+            Box::new(std::fs::File::from(read)),
+        )
+    }
+
     fn spawn_inner(args: &[&str], env: &[(&str, &str)], close_stdout: bool) -> Self {
+        Self::spawn_stderr(
+            args,
+            env,
+            close_stdout,
+            Stdio::piped(),
+            Box::new(std::io::empty()),
+        )
+    }
+
+    /// Spawns with `stderr`; when that is not a pipe to this process,
+    /// `reader` is the other end to read it from.
+    fn spawn_stderr(
+        args: &[&str],
+        env: &[(&str, &str)],
+        close_stdout: bool,
+        stderr: Stdio,
+        reader: Box<dyn std::io::Read + Send>,
+    ) -> Self {
         let state = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(bin());
         command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(stderr);
         command.env("DISCOVERYD_PIDFILE", state.path().join("discoveryd.pid"));
         for (k, v) in env {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("spawn discoveryd");
+        // Our copy of a given stderr closes here, so the reader sees the
+        // end when the child exits.
+        drop(command);
         let stdout = child.stdout.take().unwrap();
         let stdout = if close_stdout {
             drop(stdout);
@@ -160,7 +227,10 @@ impl Daemon {
         } else {
             Lines::spawn(stdout)
         };
-        let stderr = Lines::spawn(child.stderr.take().unwrap());
+        let stderr = match child.stderr.take() {
+            Some(piped) => Lines::spawn(piped),
+            None => Lines::spawn(reader),
+        };
         Self {
             child,
             _state: state,
@@ -250,6 +320,20 @@ impl Daemon {
         self.stderr.text()
     }
 
+    /// Stops it with SIGTERM; returns its exit code and all it wrote on
+    /// stderr, once stderr has closed.
+    pub(crate) fn stop_and_collect_stderr(&mut self) -> (i32, String) {
+        self.signal(Signal::SIGTERM);
+        self.exit_and_collect_stderr()
+    }
+
+    /// Waits for it to exit; returns its exit code and all it wrote on
+    /// stderr, once stderr has closed.
+    pub(crate) fn exit_and_collect_stderr(&mut self) -> (i32, String) {
+        let code = self.wait();
+        (code, self.stderr.until_closed(DEADLINE))
+    }
+
     pub(crate) fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), signal).expect("send signal");
     }
@@ -289,8 +373,14 @@ impl Drop for Daemon {
 /// Runs `discoveryd <args>`, failing the test if it has not ended within
 /// the deadline (it is killed then): for commands that must not hang.
 pub(crate) fn output_within(args: &[&str]) -> (i32, String, String) {
+    output_within_env(args, &[])
+}
+
+/// As [`output_within`], with these environment variables.
+pub(crate) fn output_within_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut child = Command::new(bin())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

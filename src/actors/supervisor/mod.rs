@@ -291,6 +291,14 @@ impl SupervisorActor {
         } = reload;
         self.shared.snapshot.store(snapshot);
         self.log.apply(&config);
+        if self.log.follows_rust_log() {
+            for key in ["logging", "log_level"]
+                .into_iter()
+                .filter(|k| diff.contains(k))
+            {
+                warn!(key = %key, "changed, but RUST_LOG decides what is logged; unset RUST_LOG to follow it");
+            }
+        }
         for key in diff.next_start() {
             warn!(key = %key, "changed; it applies from the next start");
         }
