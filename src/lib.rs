@@ -74,7 +74,12 @@ pub(crate) fn check(
 ) -> Result<String, Error> {
     let config = source.load()?;
     responders::Snapshot::build(&config, registry, source, None)?;
-    Ok(config.to_toml())
+    let mut shown = config;
+    if shown.http.token.is_some() {
+        // What `check` prints ends up in terminals and tickets.
+        shown.http.token = Some("<redacted>".into());
+    }
+    Ok(shown.to_toml())
 }
 
 /// Entry points for the fuzz targets in `fuzz/`; not a stable API.

@@ -220,6 +220,19 @@ fn a_token_guards_reload_and_the_host_header_is_checked() {
 }
 
 #[test]
+fn check_never_prints_the_token() {
+    let config = ConfigDir::new(&format!(
+        "[http]\nlisten = \"127.0.0.1:9998\"\ntoken = \"{TOKEN}\"\n"
+    ));
+    let (code, out, err) = output(&["check", "--config", config.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains(TOKEN) && out.contains("token = \"<redacted>\""),
+        "{out}"
+    );
+}
+
+#[test]
 fn an_open_listener_off_loopback_is_a_config_error() {
     let config = ConfigDir::new("[http]\nlisten = \"0.0.0.0:9998\"\n");
     let (code, _out, err) = output(&["check", "--config", config.path().to_str().unwrap()]);
