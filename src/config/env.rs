@@ -200,6 +200,6 @@ mod tests {
             assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
         }
         assert!(!keys.iter().any(|k| k.starts_with("responders")));
-        assert_eq!(keys.len(), 38, "{keys:?}");
+        assert_eq!(keys.len(), 42, "{keys:?}");
     }
 }

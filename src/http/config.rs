@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The HTTP side: health, metrics, status and reload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
     /// The address to listen on, such as `127.0.0.1:9998`; unset: no
@@ -23,17 +23,6 @@ pub struct Http {
     /// The Host header values accepted (DNS-rebinding defence); empty:
     /// the loopback names for a loopback listener, anything otherwise.
     pub allowed_hosts: Vec<String>,
-}
-
-impl Default for Http {
-    fn default() -> Self {
-        Self {
-            listen: None,
-            token: None,
-            token_file: None,
-            allowed_hosts: Vec::new(),
-        }
-    }
 }
 
 impl Http {
