@@ -28,7 +28,6 @@ use crate::config::{Config, ConfigDiff, ConfigErrors, ConfigSource};
 use crate::messages::{ChildExited, ConfigChanged, ConfigRejected, ConfigUnchanged, Notice};
 use crate::responders::Snapshot;
 use crate::status::ReloadTrigger;
-use crate::supervision::RestartOnFailure;
 
 /// The config watcher, as the supervisor's child.
 pub(crate) struct ConfigChild;
@@ -41,10 +40,7 @@ impl Child for ConfigChild {
     /// The service answers without it (a reload request still rereads
     /// the file): it is restarted, and never stops the service.
     fn restart(&self) -> Restart {
-        Restart::OnFailure {
-            strategy: RestartOnFailure::default(),
-            essential: false,
-        }
+        Restart::optional()
     }
 
     fn start(&mut self, ctx: &ChildContext) -> Recipient<Notice> {

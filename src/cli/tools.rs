@@ -69,16 +69,8 @@ pub(super) fn discover(args: DiscoverArgs) -> ExitCode {
             "discoveryd: no IPv4 interface can broadcast; ask a host with --target HOST[:PORT]"
         ));
     }
-    let written = if args.json {
-        out(format_args!("{}\n", found.to_json()))
-    } else {
-        out(format_args!("{}", found.table()))
-    };
-    if let Err(e) = written {
-        err_line(format_args!(
-            "discoveryd: error: cannot write the result to stdout: {e}"
-        ));
-        return ExitCode::from(crate::EXIT_INTERNAL);
+    if let Err(code) = print_found(args.json, || found.to_json(), || found.table()) {
+        return code;
     }
     if !args.json {
         if args.verbose {
@@ -137,16 +129,8 @@ fn discover_mdns(service_type: &str, args: &DiscoverArgs) -> ExitCode {
         }
         Err(e) => return fail(&Error::Internal(e.to_string())),
     };
-    let written = if args.json {
-        out(format_args!("{}\n", found.to_json()))
-    } else {
-        out(format_args!("{}", found.table()))
-    };
-    if let Err(e) = written {
-        err_line(format_args!(
-            "discoveryd: error: cannot write the result to stdout: {e}"
-        ));
-        return ExitCode::from(crate::EXIT_INTERNAL);
+    if let Err(code) = print_found(args.json, || found.to_json(), || found.table()) {
+        return code;
     }
     if !args.json {
         err_line(format_args!("{}", found.summary()));
@@ -239,4 +223,23 @@ pub(super) fn check_ports(
         }
     }
     Ok(())
+}
+
+/// Prints a discovery's result on stdout, as JSON or as a table.
+fn print_found(
+    json: bool,
+    to_json: impl FnOnce() -> String,
+    table: impl FnOnce() -> String,
+) -> Result<(), ExitCode> {
+    let written = if json {
+        out(format_args!("{}\n", to_json()))
+    } else {
+        out(format_args!("{}", table()))
+    };
+    written.map_err(|e| {
+        err_line(format_args!(
+            "discoveryd: error: cannot write the result to stdout: {e}"
+        ));
+        ExitCode::from(crate::EXIT_INTERNAL)
+    })
 }

@@ -16,7 +16,6 @@ use crate::actors::{Child, ChildContext, Restart, SupervisorActor};
 use crate::config::Config;
 use crate::messages::{ChildExited, Notice};
 use crate::status::Status;
-use crate::supervision::RestartOnFailure;
 
 const NAME: &str = "http endpoint";
 
@@ -38,10 +37,7 @@ impl Child for HttpChild {
     /// The service answers without it: restarted with backoff, and past
     /// its limit the service goes on without HTTP.
     fn restart(&self) -> Restart {
-        Restart::OnFailure {
-            strategy: RestartOnFailure::default(),
-            essential: false,
-        }
+        Restart::optional()
     }
 
     fn start(&mut self, ctx: &ChildContext) -> Recipient<Notice> {

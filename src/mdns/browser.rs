@@ -47,7 +47,7 @@ pub struct Instance {
     /// The port from its SRV record.
     pub port: u16,
     /// Time from the start of the browse to its resolution.
-    #[serde(rename = "rtt_ms", serialize_with = "millis")]
+    #[serde(rename = "rtt_ms", serialize_with = "crate::client::millis")]
     pub rtt: Duration,
     /// The instance name, without the type and domain: `Living Room`.
     pub instance: String,
@@ -77,12 +77,8 @@ pub struct MdnsDiscovery {
     /// Always empty (send failures are mdns-sd's to retry).
     pub send_errors: Vec<(SocketAddr, String)>,
     /// How long the browse took.
-    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    #[serde(rename = "elapsed_ms", serialize_with = "crate::client::millis")]
     pub elapsed: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
 }
 
 /// Why a browse could not run.

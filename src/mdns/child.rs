@@ -13,7 +13,6 @@ use crate::actors::{Child, ChildContext, Restart, SupervisorActor};
 use crate::config::Config;
 use crate::messages::{ChildExited, Notice};
 use crate::status::Status;
-use crate::supervision::RestartOnFailure;
 
 const NAME: &str = "mdns announcer";
 
@@ -39,10 +38,7 @@ impl Child for MdnsChild {
     /// The service answers without it: it is restarted with backoff, and
     /// past its limit the service goes on without mDNS.
     fn restart(&self) -> Restart {
-        Restart::OnFailure {
-            strategy: RestartOnFailure::default(),
-            essential: false,
-        }
+        Restart::optional()
     }
 
     fn start(&mut self, ctx: &ChildContext) -> Recipient<Notice> {

@@ -44,6 +44,34 @@ pub(crate) struct Sent {
     pub failed: usize,
 }
 
+impl Sent {
+    /// Sends `count` messages sharing a local address: `send(done)` sends
+    /// what is left from `done` on in one `sendmmsg` and says how many left.
+    /// A message the kernel refuses is counted and skipped; EINTR retries.
+    #[inline(always)]
+    pub(crate) fn send_each(
+        &mut self,
+        count: usize,
+        mut send: impl FnMut(usize) -> nix::Result<usize>,
+    ) {
+        let mut done = 0;
+        while done < count {
+            match send(done) {
+                Ok(n) if n > 0 => {
+                    self.sent += n;
+                    done += n;
+                }
+                Err(Errno::EINTR) => {}
+                // The first message of the rest failed: skip it, go on.
+                _ => {
+                    self.failed += 1;
+                    done += 1;
+                }
+            }
+        }
+    }
+}
+
 /// Preallocated buffers and headers for one socket's receive loop.
 pub(crate) struct Batch {
     buffer_size: usize,
@@ -185,21 +213,7 @@ impl Batch {
                 end += 1;
             }
             let group = &order[start..end];
-            let mut done = 0;
-            while done < group.len() {
-                match self.send_group(fd, &group[done..]) {
-                    Ok(n) if n > 0 => {
-                        out.sent += n;
-                        done += n;
-                    }
-                    Err(Errno::EINTR) => {}
-                    // The first message of the rest failed: skip it, go on.
-                    _ => {
-                        out.failed += 1;
-                        done += 1;
-                    }
-                }
-            }
+            out.send_each(group.len(), |done| self.send_group(fd, &group[done..]));
             start = end;
         }
         out

@@ -16,7 +16,6 @@ use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::time::Instant;
 
-use nix::errno::Errno;
 use nix::sys::socket::{MultiHeaders, SockaddrStorage};
 
 use super::batch::{send_from, Datagram, Sent, BATCH};
@@ -122,21 +121,9 @@ impl Delayed {
                 while end < count && self.held[order[end] as usize].local == first.local {
                     end += 1;
                 }
-                let mut done = start;
-                while done < end {
-                    match self.send_group(fd, &order[done..end], first.local, first.ifindex) {
-                        Ok(n) if n > 0 => {
-                            out.sent += n;
-                            done += n;
-                        }
-                        Err(Errno::EINTR) => {}
-                        // The first message of the rest failed: skip it, go on.
-                        _ => {
-                            out.failed += 1;
-                            done += 1;
-                        }
-                    }
-                }
+                out.send_each(end - start, |done| {
+                    self.send_group(fd, &order[start + done..end], first.local, first.ifindex)
+                });
                 start = end;
             }
             self.free.extend_from_slice(&order[..count]);

@@ -57,6 +57,17 @@ pub(crate) enum Restart {
     },
 }
 
+impl Restart {
+    /// Restart-on-failure with the default strategy, for a child the
+    /// service answers without: past its limit, the service goes on.
+    pub(crate) fn optional() -> Self {
+        Restart::OnFailure {
+            strategy: RestartOnFailure::default(),
+            essential: false,
+        }
+    }
+}
+
 /// A supervised child.
 pub(crate) trait Child {
     /// Its name, for logs.
