@@ -31,9 +31,23 @@ die() { echo "netns: $*" >&2; exit 1; }
 # mdns_count.py stamp their events with; comparable across processes).
 mono_now() { python3 -c 'import time; print("%.6f" % time.monotonic())'; }
 
+# need_root: root and iproute2 (to make namespaces), or die.
+need_root() {
+  [ "$(id -u)" = 0 ] || die "must run as root to create network namespaces (CI runs as root)"
+  command -v ip > /dev/null || die "iproute2 (the ip command) is missing; install it: apt-get install iproute2"
+}
+
+# use_discoveryd: BIN, the discoveryd binary: $DISCOVERYD_BIN, or the
+# debug build (built if missing), as an absolute path.
+use_discoveryd() {
+  BIN=${DISCOVERYD_BIN:-target/debug/discoveryd}
+  [ -x "$BIN" ] || cargo build -q --bin discoveryd || die "cannot build discoveryd"
+  BIN=$(realpath "$BIN")
+}
+
 # need_tools: every tool the mDNS checks use, or die naming its package.
 need_tools() {
-  [ "$(id -u)" = 0 ] || die "must run as root to create network namespaces (CI runs as root)"
+  need_root
   local tool pkg
   for tool in ip:iproute2 unshare:util-linux dbus-daemon:dbus dbus-send:dbus \
     avahi-daemon:avahi-daemon avahi-browse:avahi-utils avahi-publish:avahi-utils; do

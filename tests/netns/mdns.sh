@@ -20,9 +20,7 @@ source tests/netns/lib.sh
 
 PY=${DISCOVERYD_PY_VENV:-$PWD/target/py-venv}/bin/python
 need_tools
-BIN=${DISCOVERYD_BIN:-target/debug/discoveryd}
-[ -x "$BIN" ] || cargo build -q --bin discoveryd || die "cannot build discoveryd"
-BIN=$(realpath "$BIN")
+use_discoveryd
 
 netns_setup sw srv ca cb av mon
 echo "# namespaces $TAG-*, work dir $WORK"

@@ -15,49 +15,16 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-die() { echo "netns: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "must run as root to create network namespaces (CI runs as root)"
-command -v ip >/dev/null || die "iproute2 (the ip command) is missing; install it: apt-get install iproute2"
-
-BIN=${DISCOVERYD_BIN:-target/debug/discoveryd}
-[ -x "$BIN" ] || cargo build -q --bin discoveryd || die "cannot build discoveryd"
-BIN=$(realpath "$BIN")
+source tests/netns/lib.sh
+need_root
+use_discoveryd
 VENV=${DISCOVERYD_PY_VENV:-$PWD/target/py-venv}
-WORK=$(mktemp -d)
-TAG="dd$$"
-NAMESPACES=(sw srv srv2 ca cb pya pyb)
-
-cleanup() {
-  for ns in "${NAMESPACES[@]}"; do
-    ip netns pids "$TAG-$ns" 2>/dev/null | xargs -r kill 2>/dev/null
-  done
-  for ns in "${NAMESPACES[@]}"; do
-    ip netns del "$TAG-$ns" 2>/dev/null
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-in_ns() { local ns=$1; shift; ip netns exec "$TAG-$ns" "$@"; }
 
 # --- topology --------------------------------------------------------------
-for ns in "${NAMESPACES[@]}"; do
-  ip netns add "$TAG-$ns" || die "cannot create network namespace $TAG-$ns"
-  ip -n "$TAG-$ns" link set lo up
-  in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-done
-for br in a b; do
-  ip -n "$TAG-sw" link add "br-$br" type bridge forward_delay 0
-  ip -n "$TAG-sw" link set "br-$br" up
-done
-# plug HOST IFNAME SUBNET ADDRESS: a veth from HOST's IFNAME to bridge SUBNET.
-plug() {
-  local host=$1 ifname=$2 subnet=$3 addr=$4 port="p-$1-$2"
-  ip -n "$TAG-sw" link add "${port:0:15}" type veth peer name "$ifname" netns "$TAG-$host" || die "cannot create veth"
-  ip -n "$TAG-sw" link set "${port:0:15}" master "br-$subnet" up
-  ip -n "$TAG-$host" addr add "$addr" brd + dev "$ifname"
-  ip -n "$TAG-$host" link set "$ifname" up
-}
+TAG="dd$$"
+netns_setup sw srv srv2 ca cb pya pyb
+bridge_add a
+bridge_add b
 plug srv eth-a a 192.0.2.1/24
 plug srv eth-b b 198.51.100.1/24
 plug srv2 eth0 a 192.0.2.2/24
@@ -72,16 +39,7 @@ for ns in srv srv2; do
   [ -z "$(ip -n "$TAG-$ns" route show default)" ] || die "set-up: $TAG-$ns has a default route"
 done
 
-# --- helpers ---------------------------------------------------------------
-passed=0; failed=0
-check() {
-  local name=$1; shift
-  if "$@"; then echo "ok - $name"; passed=$((passed + 1)); else echo "not ok - $name"; failed=$((failed + 1)); fi
-}
-expect() { # expect WHAT GOT WANT
-  [ "$2" = "$3" ] && return 0
-  echo "  $1: got [$2], want [$3]"; return 1
-}
+# --- helpers (check, expect and the topology's are in lib.sh) ------------
 # A port free in srv's namespace. Nothing else runs in these namespaces,
 # so nothing can take it before discoveryd binds it (unlike on the host,
 # where tests run in parallel).

@@ -26,56 +26,29 @@ if [ -z "${SWARM_WATCHDOG:-}" ]; then
 fi
 cd "$(dirname "$0")/../.."
 
-die() { echo "swarm: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "must run as root to create network namespaces (CI runs as root)"
-command -v ip >/dev/null || die "iproute2 (the ip command) is missing; install it: apt-get install iproute2"
-
-BIN=${DISCOVERYD_BIN:-target/debug/discoveryd}
-[ -x "$BIN" ] || cargo build -q --bin discoveryd || die "cannot build discoveryd"
-BIN=$(realpath "$BIN")
+source tests/netns/lib.sh
+need_root
+use_discoveryd
 VENV=${DISCOVERYD_PY_VENV:-$PWD/target/py-venv}
 [ -x "$VENV/bin/python" ] || die "no venv at $VENV with the Python client; run tests/netns/run.sh first"
 COUNT=1000
 RUNS=${SWARM_RUNS:-3}
 MIN_FOUND=${SWARM_MIN_FOUND:-1000}
 SPREADS=${SWARM_SPREADS:-"0-0 0-20 20-120 0-200"}
-WORK=$(mktemp -d)
-TAG="sw$$"
-NAMESPACES=(sw swarm cl)
-
-cleanup() {
-  for ns in "${NAMESPACES[@]}"; do
-    ip netns pids "$TAG-$ns" 2>/dev/null | xargs -r kill 2>/dev/null
-  done
-  for ns in "${NAMESPACES[@]}"; do
-    ip netns del "$TAG-$ns" 2>/dev/null
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-in_ns() { local ns=$1; shift; ip netns exec "$TAG-$ns" "$@"; }
 
 # --- topology --------------------------------------------------------------
-for ns in "${NAMESPACES[@]}"; do
-  ip netns add "$TAG-$ns" || die "cannot create network namespace $TAG-$ns"
-  ip -n "$TAG-$ns" link set lo up
-  in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-done
-ip -n "$TAG-sw" link add br0 type bridge forward_delay 0
-ip -n "$TAG-sw" link set br0 up
-for host in swarm cl; do
-  ip -n "$TAG-sw" link add "p-$host" type veth peer name eth0 netns "$TAG-$host" || die "cannot create veth"
-  ip -n "$TAG-sw" link set "p-$host" master br0 up
-  ip -n "$TAG-$host" link set eth0 up
-done
-ip -n "$TAG-cl" addr add 198.18.3.254/22 brd + dev eth0
+TAG="sw$$"
+netns_setup sw swarm cl
+bridge_add 0
+plug swarm eth0 0 198.18.0.1/22
+plug cl eth0 0 198.18.3.254/22
 # The swarm's 1,000 addresses, in one batch (the first is primary, the
 # rest secondary; promote_secondaries keeps them if it goes).
 in_ns swarm sysctl -qw net.ipv4.conf.eth0.promote_secondaries=1
 python3 -c '
-import ipaddress
-for _, ip in zip(range(int('"$COUNT"')), ipaddress.ip_network("198.18.0.0/22").hosts()):
+import ipaddress, itertools
+hosts = ipaddress.ip_network("198.18.0.0/22").hosts()
+for ip in itertools.islice(hosts, 1, int('"$COUNT"')):  # the first is plugged
     print(f"addr add {ip}/22 brd + dev eth0")' | ip -n "$TAG-swarm" -batch - || die "cannot add the swarm addresses"
 got=$(ip -n "$TAG-swarm" -4 -o addr show dev eth0 | wc -l)
 [ "$got" = "$COUNT" ] || die "set-up: the swarm has $got addresses, not $COUNT"
