@@ -125,6 +125,19 @@ plug() {
   ip -n "$TAG-$host" link set "$ifname" up
 }
 
+# lan_ab: the two subnets every suite starts from (namespaces sw, srv, ca
+# and cb made by netns_setup): bridges a and b; srv two-homed, 192.0.2.1
+# on A (eth-a) and 198.51.100.1 on B (eth-b); a client on each, ca
+# 192.0.2.10 and cb 198.51.100.10.
+lan_ab() {
+  bridge_add a
+  bridge_add b
+  plug srv eth-a a 192.0.2.1/24
+  plug srv eth-b b 198.51.100.1/24
+  plug ca eth0 a 192.0.2.10/24
+  plug cb eth0 b 198.51.100.10/24
+}
+
 passed=0; failed=0
 check() {
   local name=$1; shift

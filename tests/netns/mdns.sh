@@ -24,12 +24,7 @@ use_discoveryd
 
 netns_setup sw srv ca cb av mon
 echo "# namespaces $TAG-*, work dir $WORK"
-bridge_add a
-bridge_add b
-plug srv eth-a a 192.0.2.1/24
-plug srv eth-b b 198.51.100.1/24
-plug ca eth0 a 192.0.2.10/24
-plug cb eth0 b 198.51.100.10/24
+lan_ab
 plug av eth0 a 192.0.2.20/24
 plug mon eth0 a 192.0.2.30/24
 

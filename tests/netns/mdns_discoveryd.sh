@@ -23,13 +23,8 @@ need_tools
 use_discoveryd
 
 netns_setup sw srv srv2 ca cb av mon
-bridge_add a
-bridge_add b
-plug srv eth-a a 192.0.2.1/24
-plug srv eth-b b 198.51.100.1/24
+lan_ab
 plug srv2 eth0 a 192.0.2.2/24
-plug ca eth0 a 192.0.2.10/24
-plug cb eth0 b 198.51.100.10/24
 plug av eth0 a 192.0.2.20/24
 plug mon eth0 a 192.0.2.30/24
 start_avahi av eth0

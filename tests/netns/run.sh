@@ -23,13 +23,8 @@ VENV=${DISCOVERYD_PY_VENV:-$PWD/target/py-venv}
 # --- topology --------------------------------------------------------------
 TAG="dd$$"
 netns_setup sw srv srv2 ca cb pya pyb
-bridge_add a
-bridge_add b
-plug srv eth-a a 192.0.2.1/24
-plug srv eth-b b 198.51.100.1/24
+lan_ab
 plug srv2 eth0 a 192.0.2.2/24
-plug ca eth0 a 192.0.2.10/24
-plug cb eth0 b 198.51.100.10/24
 plug pya eth0 a 192.0.2.3/24
 plug pyb eth0 b 198.51.100.3/24
 ip -n "$TAG-pyb" route add default via 198.51.100.254
