@@ -45,6 +45,9 @@ pub struct MdnsStatus {
     /// The host name announced (renamed after a conflict, such as
     /// `host-2.local.`).
     pub host: String,
+    /// The interfaces it runs on now (up, multicast, and selected).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
     /// The service instances advertised, by full name as announced now
     /// (renamed after a conflict, such as `lab (2)._discoveryd._udp.local.`).
     pub services: Vec<String>,

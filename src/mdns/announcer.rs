@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::config::Mdns;
 use super::goodbye;
+use super::links::{probe_port, Links};
 use crate::status::MdnsStatus;
 
 /// How often interface addresses are checked: an added address is
@@ -98,6 +99,8 @@ impl Advert {
 struct Names {
     /// The host name now.
     host: String,
+    /// The interfaces in use now.
+    interfaces: Vec<String>,
     /// Renamed names, from the one asked for.
     renamed: BTreeMap<String, String>,
 }
@@ -121,6 +124,10 @@ impl Announcer {
     /// Starts the mDNS responder on the interfaces of `selection`, as the
     /// host `host` (a name under `local.`).
     pub(crate) fn start(selection: Selection, host: String) -> Result<Self, String> {
+        // mdns-sd binds in its own thread and only logs a failure there.
+        probe_port().map_err(|e| {
+            format!("cannot start the mDNS responder: UDP port 5353: {e}; another program holds it without sharing it (SO_REUSEPORT): stop it, or publish through it")
+        })?;
         let daemon = ServiceDaemon::new()
             .map_err(|e| format!("cannot start the mDNS responder (UDP port 5353): {e}"))?;
         let set_up = selection
@@ -138,12 +145,18 @@ impl Announcer {
         // an address that left. The thread ends when the daemon does.
         let names = Arc::new(Mutex::new(Names {
             host: host.clone(),
+            interfaces: Vec::new(),
             renamed: BTreeMap::new(),
         }));
+        let links = Links::new(selection.clone());
+        if links.interfaces().is_empty() {
+            warn!(interfaces = ?selection.only, exclude = ?selection.exclude, "mDNS: no interface that is up and can multicast matches [mdns] interfaces and exclude_interfaces; nothing is advertised until one does");
+        }
+        lock(&names).interfaces = links.interfaces();
         let mut events = Events {
             original_host: host.clone(),
             names: Arc::clone(&names),
-            selection: selection.clone(),
+            links,
         };
         let spawned = std::thread::Builder::new()
             .name("mdns-events".into())
@@ -182,11 +195,17 @@ impl Announcer {
                 .map_err(|e| format!("cannot advertise `{}` over mDNS: {e}", advert.instance))?;
             infos.insert(info.get_fullname().to_owned(), (advert, info));
         }
+        // A name no longer wanted gets a goodbye. One still wanted with a
+        // new port or TXT is registered again in place: its announcement
+        // carries the cache-flush bit, which replaces the old records in
+        // every cache (RFC 6762 §10.2); a goodbye first would make the
+        // daemon probe the name against its own withdrawn records, and
+        // rename it.
         let gone: Vec<String> = self
             .advertised
-            .iter()
-            .filter(|(name, advert)| infos.get(*name).map(|(a, _)| a) != Some(advert))
-            .map(|(name, _)| name.clone())
+            .keys()
+            .filter(|name| !infos.contains_key(*name))
+            .cloned()
             .collect();
         for name in gone {
             self.advertised.remove(&name);
@@ -197,7 +216,7 @@ impl Announcer {
             }
         }
         for (name, (advert, info)) in infos {
-            if self.advertised.contains_key(&name) {
+            if self.advertised.get(&name) == Some(&advert) {
                 continue;
             }
             self.daemon
@@ -214,6 +233,7 @@ impl Announcer {
         let names = lock(&self.names);
         MdnsStatus {
             host: names.host.clone(),
+            interfaces: names.interfaces.clone(),
             services: self
                 .advertised
                 .keys()
@@ -243,7 +263,8 @@ struct Events {
     original_host: String,
     /// The names now, shared with the announcer.
     names: SharedNames,
-    selection: Selection,
+    /// The selected interfaces' addresses.
+    links: Links,
 }
 
 impl Events {
@@ -270,13 +291,28 @@ impl Events {
                 }
             }
             DaemonEvent::Error(e) => warn!(error = %e, "mDNS responder"),
-            DaemonEvent::IpAdd(ip) => info!(%ip, "mDNS: address added; announcing it"),
+            DaemonEvent::IpAdd(ip) => {
+                self.links.refresh();
+                lock(&self.names).interfaces = self.links.interfaces();
+                info!(%ip, "mDNS: address added; announcing it");
+            }
             DaemonEvent::IpDel(ip) => {
+                let interface = self.links.interface_of(ip);
+                self.links.refresh();
+                lock(&self.names).interfaces = self.links.interfaces();
                 let host = lock(&self.names).host.clone();
-                match goodbye::send(&host, ip, &self.selection) {
-                    Ok(interfaces) => info!(%ip, interfaces, "mDNS: address removed; goodbye sent"),
-                    Err(e) => {
-                        warn!(%ip, error = %e, "mDNS: address removed; cannot send its goodbye (browsers drop it when its TTL ends)")
+                let from = interface
+                    .as_deref()
+                    .and_then(|i| Some((i, self.links.other_address(i, ip)?)));
+                match from {
+                    Some((interface, from)) => match goodbye::send(&host, ip, interface, from) {
+                        Ok(()) => info!(%ip, interface, "mDNS: address removed; goodbye sent"),
+                        Err(e) => {
+                            warn!(%ip, interface, error = %e, "mDNS: address removed; cannot send its goodbye (browsers drop it when its TTL ends)")
+                        }
+                    },
+                    None => {
+                        info!(%ip, "mDNS: address removed; its interface has no other address to send a goodbye from (browsers drop it when its TTL ends)")
                     }
                 }
             }

@@ -1,95 +1,42 @@
 //! A goodbye for an address that left an interface. mdns-sd re-announces
 //! the addresses that remain, with the cache-flush bit (RFC 6762 §10.2),
 //! but sends no goodbye for the one removed; this does (TTL 0, §10.1), so a
-//! browser drops it at once. Sent from port 5353 (receivers ignore
-//! responses from any other) on each interface in the selection, from one
-//! of its own addresses, by a socket that lives for this one datagram.
+//! browser drops it at once. It goes only to the link the address was on
+//! (another link must not learn it), from port 5353 (receivers ignore
+//! responses from any other) and another address of that interface, by a
+//! socket that lives for this one datagram.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
-use nix::ifaddrs::getifaddrs;
-use nix::net::if_::{if_nametoindex, InterfaceFlags};
-use socket2::{Domain, Protocol, Socket, Type};
+use nix::net::if_::if_nametoindex;
 
-use super::announcer::Selection;
+use super::links::{bound_beside, MDNS_PORT};
 
-const MDNS_PORT: u16 = 5353;
 const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb);
 
-/// Sends the goodbye for `host`'s address `gone` on every interface of
-/// `selection` that has an address of its family; returns how many.
-pub(crate) fn send(host: &str, gone: IpAddr, selection: &Selection) -> io::Result<usize> {
+/// Sends the goodbye for `host`'s address `gone` on `interface`, from its
+/// address `from`.
+pub(crate) fn send(host: &str, gone: IpAddr, interface: &str, from: IpAddr) -> io::Result<()> {
     let packet = packet(host, gone)?;
-    let mut sent = 0;
-    let mut last_error = None;
-    for (name, from) in sources(gone, selection)? {
-        match send_from(&packet, &name, from) {
-            Ok(()) => sent += 1,
-            Err(e) => last_error = Some(e),
-        }
-    }
-    match (sent, last_error) {
-        (0, Some(e)) => Err(e),
-        _ => Ok(sent),
-    }
-}
-
-/// One address of each selected, up, multicast interface, of `gone`'s family.
-fn sources(gone: IpAddr, selection: &Selection) -> io::Result<Vec<(String, IpAddr)>> {
-    let mut out: Vec<(String, IpAddr)> = Vec::new();
-    for ifa in getifaddrs().map_err(io::Error::from)? {
-        let flags = ifa.flags;
-        if !flags.contains(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_MULTICAST)
-            || !selection.allows(
-                &ifa.interface_name,
-                flags.contains(InterfaceFlags::IFF_LOOPBACK),
-            )
-            || out.iter().any(|(name, _)| *name == ifa.interface_name)
-        {
-            continue;
-        }
-        let ip = ifa.address.as_ref().and_then(|a| {
-            a.as_sockaddr_in()
-                .map(|v4| IpAddr::V4(v4.ip()))
-                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-        });
-        if let Some(ip) = ip.filter(|ip| ip.is_ipv4() == gone.is_ipv4() && *ip != gone) {
-            out.push((ifa.interface_name, ip));
-        }
-    }
-    Ok(out)
-}
-
-fn send_from(packet: &[u8], interface: &str, from: IpAddr) -> io::Result<()> {
-    let socket = Socket::new(
-        Domain::for_address(SocketAddr::new(from, 0)),
-        Type::DGRAM,
-        Some(Protocol::UDP),
-    )?;
-    // Beside mdns-sd's own sockets on port 5353.
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    let socket = bound_beside(from, interface)?;
     let to = match from {
         IpAddr::V4(v4) => {
             socket.set_multicast_if_v4(&v4)?;
             socket.set_multicast_ttl_v4(255)?;
             socket.set_multicast_loop_v4(false)?;
-            socket.bind(&SocketAddr::new(from, MDNS_PORT).into())?;
             SocketAddr::new(GROUP_V4.into(), MDNS_PORT)
         }
-        IpAddr::V6(v6) => {
+        IpAddr::V6(_) => {
             let index = if_nametoindex(interface).map_err(io::Error::from)?;
             socket.set_multicast_if_v6(index)?;
             socket.set_multicast_hops_v6(255)?;
             socket.set_multicast_loop_v6(false)?;
-            let scope = if v6.is_unicast_link_local() { index } else { 0 };
-            socket.bind(&SocketAddrV6::new(v6, MDNS_PORT, 0, scope).into())?;
             SocketAddrV6::new(GROUP_V6, MDNS_PORT, 0, index).into()
         }
     };
-    socket.send_to(packet, &to.into())?;
+    socket.send_to(&packet, &to.into())?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod browser;
 mod child;
 mod config;
 mod goodbye;
+mod links;
 
 use std::os::unix::net::UnixStream;
 use std::path::Path;

@@ -124,6 +124,8 @@ legacy() { # legacy WANT [--known NAME]
 check "a legacy query (from a port other than 5353) is answered by unicast" legacy 3
 check "a query that lists the instance as a known answer gets no answer" \
   legacy 0 --known "lab-printer.$TYPE.local."
+check "a query sent by unicast to srv's address (as from off the link) gets no answer: no reflection" \
+  legacy 0 --to 192.0.2.1
 
 # --- addresses come and go ----------------------------------------------------
 zc ca "$TYPE" --timeout 8 > "$WORK/addr.out" &
@@ -142,8 +144,12 @@ sys.exit(not any(e["event"] == "updated" and "192.0.2.5" in e["addresses"]
 check "an address added to an interface is announced within 3 s" new_address
 kill "$browser" 2> /dev/null; wait "$browser" 2> /dev/null
 counter 4 "$WORK/addr-count.out"
+spawn_in_ns cb "$WORK/addr-count-b.out" "$PY" tests/netns/mdns_count.py --seconds 4 --source 198.51.100.1 --lines
+counter_b=$SPAWNED_PID
+wait_until 5 "the counter on B ready" grep -q '"ready"' "$WORK/addr-count-b.out" || die "mdns_count.py on cb did not start"
 ip -n "$TAG-srv" addr del 192.0.2.5/24 dev eth-a
 wait "$COUNTER_PID"
+wait "$counter_b"
 address_goodbye() { # a response from 192.0.2.1 with a TTL-0 host record
   python3 -c '
 import json, sys
@@ -153,6 +159,8 @@ print("  goodbye for the removed address: %s" % (hits[0]["ttl0"] if hits else "n
 sys.exit(0 if hits else 1)' "$WORK/addr-count.out"
 }
 check "a removed address gets a goodbye (TTL 0) on the wire" address_goodbye
+check "and only on its own link: B hears no goodbye for A's address" \
+  expect "TTL-0 records from srv on B" "$(grep -c '"ttl0": \["' "$WORK/addr-count-b.out")" 0
 address_gone() {
   wait_until 5 "192.0.2.5 gone" eval \
     '[ "$(zc ca "$TYPE" --timeout 3 --until first | resolved lab-printer | cut -d"|" -f2)" = 192.0.2.1 ]'
@@ -174,6 +182,23 @@ check "a reloaded instance name and TXT: the new one seen within 2 s" \
 check "the new instance carries the new TXT" \
   expect "lab-scanner" "$(resolved lab-scanner < "$WORK/reload.out")" \
   "lab-scanner|192.0.2.1|8080|message=DISCOVER_SERVER,port=$SRV_PORT,role=scanner"
+
+zc ca "$TYPE" --timeout 6 > "$WORK/txt.out" &
+browser=$!
+wait_until 5 "the browser on ca resolving lab-scanner" grep -q '"port": 8080' "$WORK/txt.out" \
+  || die "zeroconf never saw lab-scanner: $(cat "$WORK/txt.out")"
+t_edit=$(mono_now)
+srv_config lab-scanner copier | write_config "$WORK/srv.toml"
+txt_updated() {
+  wait_until 3 "the new TXT seen" grep -q '"role": "copier"' "$WORK/txt.out" || { cat "$WORK/txt.out"; return 1; }
+  event_within "$WORK/txt.out" updated lab-scanner "$t_edit" 2 || return 1
+  ! grep -q 'lab-scanner (2)' "$WORK/txt.out" "$WORK/srv.out" || { echo "  renamed itself"; return 1; }
+}
+check "a reloaded TXT alone is announced in place within 2 s, the name kept" txt_updated
+kill "$browser" 2> /dev/null; wait "$browser" 2> /dev/null
+srv_config lab-scanner scanner | write_config "$WORK/srv.toml"
+wait_until 5 "the TXT back to scanner" grep -q 'mdns.txt.role' <(grep "config reloaded" "$WORK/srv.out" | tail -1) \
+  || die "srv did not reload its TXT back"
 
 # --- conflicts --------------------------------------------------------------------
 printf 'pidfile = "%s"\n[mdns]\nenabled = true\ninstance = "lab-scanner"\n' "$WORK/srv2.pid" \

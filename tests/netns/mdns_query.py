@@ -1,12 +1,13 @@
 """Sends mDNS PTR queries for a service type, at a steady rate.
 
-    mdns_query.py TYPE COUNT RATE SOURCE_ADDRESS [--legacy] [--known INSTANCE]
+    mdns_query.py TYPE COUNT RATE SOURCE_ADDRESS [--legacy] [--known INSTANCE] [--to ADDR]
 
 From port 5353 (a full mDNS querier, answered by multicast), or with
 --legacy from an ephemeral port (a one-shot querier, answered by unicast;
 the answers are counted and printed as `unicast answers: N`). --known
 lists INSTANCE (a full name) as a known answer, which a responder must then
-suppress (RFC 6762 section 7.1). Runs only
+suppress (RFC 6762 section 7.1). --to sends each query by unicast to
+ADDR:5353 instead of to the group. Runs only
 inside a test's network namespace.
 """
 import argparse
@@ -28,6 +29,7 @@ def main():
     p.add_argument("source")
     p.add_argument("--legacy", action="store_true")
     p.add_argument("--known")
+    p.add_argument("--to")
     a = p.parse_args()
 
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -50,7 +52,7 @@ def main():
     while True:
         now = time.monotonic()
         if sent < a.count and now >= next_send:
-            s.sendto(packet, MDNS)
+            s.sendto(packet, (a.to, 5353) if a.to else MDNS)
             sent += 1
             next_send += 1 / a.rate
             if sent == a.count:
