@@ -34,10 +34,9 @@ impl Child for HttpChild {
         NAME
     }
 
-    /// The service answers without it: restarted with backoff, and past
-    /// its limit the service goes on without HTTP.
+    /// The service answers without it: retried with backoff, never given up.
     fn restart(&self) -> Restart {
-        Restart::optional()
+        Restart::persistent()
     }
 
     fn start(&mut self, ctx: &ChildContext) -> Recipient<Notice> {

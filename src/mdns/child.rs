@@ -35,10 +35,9 @@ impl Child for MdnsChild {
         NAME
     }
 
-    /// The service answers without it: it is restarted with backoff, and
-    /// past its limit the service goes on without mDNS.
+    /// The service answers without it: retried with backoff, never given up.
     fn restart(&self) -> Restart {
-        Restart::optional()
+        Restart::persistent()
     }
 
     fn start(&mut self, ctx: &ChildContext) -> Recipient<Notice> {

@@ -245,7 +245,7 @@ fn an_open_listener_off_loopback_is_a_config_error() {
 }
 
 #[test]
-fn a_busy_http_port_leaves_discovery_answering() {
+fn a_busy_http_port_leaves_discovery_answering_and_is_retried() {
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = holder.local_addr().unwrap();
     let config = ConfigDir::new(&loopback(&format!("[http]\nlisten = \"{busy}\"\n")));
@@ -256,6 +256,11 @@ fn a_busy_http_port_leaves_discovery_answering() {
         Some("SERVER_IP:127.0.0.1")
     );
     assert!(daemon.status()["http"].is_null());
+    // It is retried, never given up: once the port is free, it listens.
+    drop(holder);
+    let status = settled(|| daemon.status(), |s| s["http"].is_string());
+    assert_eq!(status["http"], busy.to_string(), "{status}");
+    assert_eq!(get(busy, "/livez").code, 200);
 }
 
 #[test]

@@ -14,6 +14,7 @@ use discoveryd_api::Registry;
 
 use super::SupervisorActor;
 use crate::config::{Config, ConfigSource};
+use crate::duration::HumanDuration;
 use crate::handle::Observer;
 use crate::messages::Notice;
 use crate::responders::Snapshot;
@@ -63,6 +64,22 @@ impl Restart {
     pub(crate) fn optional() -> Self {
         Restart::OnFailure {
             strategy: RestartOnFailure::default(),
+            essential: false,
+        }
+    }
+
+    /// Restart-on-failure that never gives up, every 1 s at first, then
+    /// backing off to every 30 s: for a child that waits on the world (a
+    /// port another program holds), which comes back when the world does
+    /// and never stops the service.
+    pub(crate) fn persistent() -> Self {
+        Restart::OnFailure {
+            strategy: RestartOnFailure {
+                max_restarts: u32::MAX,
+                within: HumanDuration::from_millis(60_000),
+                backoff: HumanDuration::from_millis(1_000),
+                backoff_max: HumanDuration::from_millis(30_000),
+            },
             essential: false,
         }
     }
@@ -201,7 +218,6 @@ impl Children {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::duration::HumanDuration;
 
     struct Dummy(Restart);
 
@@ -253,6 +269,18 @@ mod tests {
                 ..
             }
         ));
+
+        let mut persistent = Children::new(vec![Box::new(Dummy(Restart::persistent()))]);
+        let delays: Vec<Decision> = (0..40)
+            .map(|i| persistent.exited("dummy", true, now + Duration::from_secs(i), 0.0))
+            .collect();
+        assert!(
+            delays.iter().all(|d| matches!(d, Decision::Restart(_))),
+            "never gives up: {delays:?}"
+        );
+        assert!(delays
+            .iter()
+            .all(|d| matches!(d, Decision::Restart(t) if *t <= Duration::from_secs(30))));
 
         let mut essential = Children::new(vec![Box::new(Dummy(on_failure(0, true)))]);
         assert!(matches!(
