@@ -133,6 +133,11 @@ pub(crate) fn escape_controls(text: &str) -> String {
     out
 }
 
+/// The longest `timeout` a discovery takes (`--timeout`, the config's
+/// `timeout`), for either mode: far beyond any LAN's answer, and well
+/// within what a deadline (`Instant` + timeout) can hold.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 pub(crate) fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
 }
@@ -201,7 +206,7 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
         }
     }
     if !discovery.sent_to.is_empty() {
-        let deadline = tokio::time::Instant::from_std(start + options.timeout);
+        let deadline = tokio::time::Instant::from_std(start + options.timeout.min(MAX_TIMEOUT));
         // Without broadcasts, the answer of every target is all there is to
         // wait for (a unicast server answers from the address asked).
         let mut unanswered: Option<HashSet<SocketAddr>> =

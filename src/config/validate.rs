@@ -100,6 +100,14 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         ),
     );
     check(
+        c.timeout.get() <= crate::client::MAX_TIMEOUT,
+        "timeout",
+        format!(
+            "{} is too long; use at most 1h (the default is 500ms)",
+            c.timeout
+        ),
+    );
+    check(
         c.workers.is_none_or(|w| (1..=256).contains(&w)),
         "workers",
         format!(

@@ -134,7 +134,7 @@ fn collect(
         sent_to: vec![SocketAddr::from((MDNS_GROUP, MDNS_PORT))],
         ..MdnsDiscovery::default()
     };
-    let deadline = start + options.timeout;
+    let deadline = start + options.timeout.min(crate::client::MAX_TIMEOUT);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
