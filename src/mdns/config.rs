@@ -11,6 +11,14 @@ pub(crate) const RESERVED_TXT: [&str; 2] = ["port", "message"];
 /// The longest TXT entry (`key=value`), RFC 6763 section 6.1.
 pub(crate) const MAX_TXT_ENTRY: usize = 255;
 
+/// The longest instance name: a DNS label (63 bytes) less room for the
+/// ` (999)` mdns-sd appends when it renames an instance after a conflict.
+pub(crate) const MAX_INSTANCE: usize = 63 - " (999)".len();
+
+/// The longest host label: 63 bytes less room for the `-999` mdns-sd
+/// appends when it renames a host after a conflict.
+pub(crate) const MAX_HOST_LABEL: usize = 63 - "-999".len();
+
 /// Advertising over mDNS/DNS-SD (RFC 6762, RFC 6763).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -136,11 +144,13 @@ pub(crate) fn check_service_type(service_type: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An instance name: 1 to 63 bytes of UTF-8, no control characters.
+/// An instance name: 1 to 57 bytes of UTF-8, no control characters.
+/// A DNS label holds 63 bytes, and mdns-sd renames an instance after a
+/// conflict to `<name> (2)` ... `<name> (999)`, which must still fit.
 pub(crate) fn check_instance(instance: &str) -> Result<(), String> {
-    if instance.is_empty() || instance.len() > 63 {
+    if instance.is_empty() || instance.len() > MAX_INSTANCE {
         return Err(format!(
-            "the instance name is {} bytes; use 1 to 63 bytes, or remove the key to use the host name",
+            "the instance name is {} bytes; use 1 to {MAX_INSTANCE} bytes (a DNS label holds 63, and after a name conflict the instance is renamed `<name> (2)`, up to 6 bytes longer), or remove the key to use the host name",
             instance.len()
         ));
     }
@@ -148,6 +158,42 @@ pub(crate) fn check_instance(instance: &str) -> Result<(), String> {
         return Err("the instance name has a control character; remove it".to_owned());
     }
     Ok(())
+}
+
+/// The default instance name and mDNS host (`label.local.`) from the raw
+/// host name (none: unknown). The instance is the host name without its
+/// control characters, cut to [`MAX_INSTANCE`] bytes on a character
+/// boundary; the host is its first non-empty label, with what DNS does not
+/// allow replaced by `-`, cut to [`MAX_HOST_LABEL`] bytes. Either falls
+/// back to `discoveryd` when nothing is left.
+pub(crate) fn default_names(hostname: Option<&str>) -> (String, String) {
+    let full = hostname.unwrap_or_default();
+    let label: String = full
+        .split('.')
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(MAX_HOST_LABEL)
+        .collect();
+    let mut instance = String::new();
+    for c in full.chars().filter(|c| !c.is_control()) {
+        if instance.len() + c.len_utf8() > MAX_INSTANCE {
+            break;
+        }
+        instance.push(c);
+    }
+    let or_default = |s: String| {
+        if s.trim().is_empty() {
+            "discoveryd".to_owned()
+        } else {
+            s
+        }
+    };
+    (
+        or_default(instance),
+        format!("{}.local.", or_default(label)),
+    )
 }
 
 /// An interface name as Linux allows it (IFNAMSIZ).
@@ -250,5 +296,49 @@ mod tests {
             ]
         );
         assert!(Mdns::default().problems().is_empty());
+    }
+
+    #[test]
+    fn an_instance_leaves_room_for_the_conflict_suffix() {
+        let at_most = "é".repeat(28) + "x";
+        assert_eq!(at_most.len(), 57);
+        assert_eq!(check_instance(&at_most), Ok(()));
+        let e = check_instance(&"x".repeat(58)).unwrap_err();
+        assert!(e.contains("58 bytes; use 1 to 57 bytes"), "{e}");
+        assert!(e.contains("renamed `<name> (2)`"), "{e}");
+        assert!(check_instance(&"x".repeat(63)).is_err());
+    }
+
+    #[test]
+    fn default_names_skip_empty_labels_and_control_characters_and_fit() {
+        for (raw, instance, host) in [
+            (Some("lab.example.com"), "lab.example.com", "lab.local."),
+            (Some(".lab"), ".lab", "lab.local."),
+            (Some("..a.b"), "..a.b", "a.local."),
+            (Some("."), ".", "discoveryd.local."),
+            (Some(""), "discoveryd", "discoveryd.local."),
+            (None, "discoveryd", "discoveryd.local."),
+            (Some("a\u{1b}[31mb\r\nc"), "a[31mbc", "a--31mb--c.local."),
+            (Some("\u{1b}\u{7}"), "discoveryd", "--.local."),
+        ] {
+            assert_eq!(
+                default_names(raw),
+                (instance.to_owned(), host.to_owned()),
+                "{raw:?}"
+            );
+        }
+        // 63 characters of two bytes each: cut on a character boundary.
+        let long = "é".repeat(63);
+        let (instance, host) = default_names(Some(&long));
+        assert_eq!(instance, "é".repeat(28));
+        assert_eq!(check_instance(&instance), Ok(()));
+        assert_eq!(host, format!("{}.local.", "-".repeat(59)));
+        let (instance, host) = default_names(Some(&"h".repeat(80)));
+        assert_eq!(instance.len(), MAX_INSTANCE);
+        assert_eq!(host.len(), MAX_HOST_LABEL + ".local.".len());
+        for raw in ["\u{1b}", "a\u{0}b", " \t", ".\n."] {
+            let (instance, _) = default_names(Some(raw));
+            assert_eq!(check_instance(&instance), Ok(()), "{raw:?}");
+        }
     }
 }
