@@ -92,7 +92,22 @@ impl Mdns {
         }
         for (key, value) in &self.txt {
             if let Err(reason) = check_txt(key, value) {
-                out.push((format!("mdns.txt.{key}"), reason));
+                out.push((format!("mdns.txt.{}", key.escape_debug()), reason));
+            }
+        }
+        // Keys are case-insensitive (RFC 6763 section 6.4): of `Role` and
+        // `role`, one would be dropped on the wire.
+        let keys: Vec<&String> = self.txt.keys().collect();
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(same) = keys[..i].iter().find(|k| k.eq_ignore_ascii_case(key)) {
+                out.push((
+                    format!("mdns.txt.{}", key.escape_debug()),
+                    format!(
+                        "`{}` and `{}` are the same TXT key (keys are case-insensitive, RFC 6763 section 6.4), and one would be dropped; keep one",
+                        same.escape_debug(),
+                        key.escape_debug()
+                    ),
+                ));
             }
         }
         out
@@ -112,8 +127,9 @@ pub(crate) fn service_type_stem(service_type: &str) -> &str {
 /// A DNS-SD service type: `_<name>._udp` or `_<name>._tcp`, where the
 /// name follows RFC 6335 (1 to 15 letters, digits and inner hyphens, with
 /// a letter).
-pub(crate) fn check_service_type(service_type: &str) -> Result<(), String> {
-    let stem = service_type_stem(service_type);
+pub(crate) fn check_service_type(raw: &str) -> Result<(), String> {
+    let stem = service_type_stem(raw);
+    let service_type = raw.escape_debug();
     let fix = "use one such as \"_discoveryd._udp\" or \"_http._tcp\"";
     let Some((name, proto)) = stem.split_once('.') else {
         return Err(format!(
@@ -138,7 +154,8 @@ pub(crate) fn check_service_type(service_type: &str) -> Result<(), String> {
         && !name.contains("--");
     if !valid {
         return Err(format!(
-            "`{name}` in `{service_type}` is not a service name: 1 to 15 letters, digits and single inner hyphens, with at least one letter (RFC 6335); {fix}"
+            "`{}` in `{service_type}` is not a service name: 1 to 15 letters, digits and single inner hyphens, with at least one letter (RFC 6335); {fix}",
+            name.escape_debug()
         ));
     }
     Ok(())
@@ -207,7 +224,8 @@ fn check_interface(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{name}` is not an interface name (1 to 15 characters, no `/`, `:` or spaces); see `ip link`"
+            "`{}` is not an interface name (1 to 15 characters, no `/`, `:`, spaces or control characters); see `ip link`",
+            name.escape_debug()
         ))
     }
 }
@@ -215,20 +233,23 @@ fn check_interface(name: &str) -> Result<(), String> {
 /// A TXT entry: a printable ASCII key without `=`, not one discoveryd
 /// sets, and `key=value` within 255 bytes (RFC 6763 section 6).
 fn check_txt(key: &str, value: &str) -> Result<(), String> {
+    let shown = key.escape_debug();
     if key.is_empty() || !key.bytes().all(|b| (0x20..=0x7e).contains(&b) && b != b'=') {
         return Err(format!(
-            "`{key}` is not a TXT key: use printable ASCII without `=`"
+            "`{shown}` is not a TXT key: use printable ASCII without `=`"
         ));
     }
     if RESERVED_TXT.iter().any(|r| r.eq_ignore_ascii_case(key)) {
         return Err(format!(
-            "`{key}` is set by discoveryd (the discovery {key}); use another key"
+            "`{shown}` is set by discoveryd (the discovery {shown}); use another key"
         ));
     }
     let len = key.len() + 1 + value.len();
     if len > MAX_TXT_ENTRY {
+        let start: String = value.chars().take(20).collect();
         return Err(format!(
-            "`{key}={value:.20}...` is {len} bytes; a TXT entry holds at most {MAX_TXT_ENTRY}"
+            "`{shown}={}...` is {len} bytes; a TXT entry holds at most {MAX_TXT_ENTRY}",
+            start.escape_debug()
         ));
     }
     Ok(())
@@ -340,5 +361,50 @@ mod tests {
             let (instance, _) = default_names(Some(raw));
             assert_eq!(check_instance(&instance), Ok(()), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn txt_keys_are_shown_escaped_and_case_insensitive_duplicates_refused() {
+        let mdns = Mdns {
+            txt: [
+                ("\u{1b}[31m".to_owned(), "x".to_owned()),
+                ("Role".to_owned(), "a".to_owned()),
+                ("role".to_owned(), "b".to_owned()),
+                (
+                    "long".to_owned(),
+                    format!("\u{1b}]0;t\u{7}{}", "x".repeat(250)),
+                ),
+            ]
+            .into(),
+            ..Mdns::default()
+        };
+        let problems = mdns.problems();
+        for (key, reason) in &problems {
+            assert!(
+                !key.contains('\u{1b}') && !reason.contains('\u{1b}'),
+                "{key}: {reason}"
+            );
+            assert!(!reason.contains('\u{7}'), "{reason}");
+        }
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["mdns.txt.\\u{1b}[31m", "mdns.txt.long", "mdns.txt.role"],
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].1.starts_with("`\\u{1b}[31m` is not a TXT key"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].1.contains("`long=\\u{1b}]0;t\\u{7}"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2]
+                .1
+                .starts_with("`Role` and `role` are the same TXT key"),
+            "{problems:?}"
+        );
     }
 }
