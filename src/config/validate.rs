@@ -165,6 +165,19 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             crate::mdns::MAX_TXT_ENTRY - "message=".len()
         ),
     );
+    // The whole TXT record, with the entries discoveryd adds: `message`
+    // counts once mdns is on (a file that turns it on later is checked then).
+    let txt = c
+        .mdns
+        .txt_record_size(c.mdns.enabled.then_some(c.message.as_str()));
+    check(
+        txt <= crate::mdns::Mdns::MAX_TXT_RECORD,
+        "mdns.txt",
+        format!(
+            "the TXT record would be {txt} bytes with the `port` and `message` entries discoveryd adds; RFC 6763 section 6.2 advises at most {} and larger ones are lost on the wire: remove or shorten entries",
+            crate::mdns::Mdns::MAX_TXT_RECORD
+        ),
+    );
     let restart = &c.supervision.restart_on_failure;
     check(
         restart.backoff <= restart.backoff_max,

@@ -58,6 +58,23 @@ impl Mdns {
         format!("{}.local.", service_type_stem(&self.service_type))
     }
 
+    /// The largest whole TXT record advised (RFC 6763 section 6.2: above
+    /// 1300 bytes is NOT RECOMMENDED; larger ones are lost on the wire).
+    pub(crate) const MAX_TXT_RECORD: usize = 1300;
+
+    /// The size of the TXT record advertised: a length byte and
+    /// `key=value` for each entry, with the `port` (5 digits at most) and,
+    /// given, the `message` entries discoveryd adds.
+    pub(crate) fn txt_record_size(&self, message: Option<&str>) -> usize {
+        let entry = |key: &str, value: usize| 1 + key.len() + 1 + value;
+        self.txt
+            .iter()
+            .map(|(k, v)| entry(k, v.len()))
+            .chain([entry("port", "65535".len())])
+            .chain(message.map(|m| entry("message", m.len())))
+            .sum()
+    }
+
     /// What is wrong, as (dotted key, reason with the fix), whether or
     /// not it is enabled: a file that turns it on later must not fail then.
     pub(crate) fn problems(&self) -> Vec<(String, String)> {
@@ -361,6 +378,22 @@ mod tests {
             let (instance, _) = default_names(Some(raw));
             assert_eq!(check_instance(&instance), Ok(()), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn the_txt_record_size_counts_every_entry_with_its_length_byte() {
+        let mut mdns = Mdns::default();
+        // port=65535: 1 + 10; message=DISCOVER_SERVER: 1 + 23.
+        assert_eq!(mdns.txt_record_size(None), 11);
+        assert_eq!(mdns.txt_record_size(Some("DISCOVER_SERVER")), 35);
+        mdns.txt.insert("role".into(), "printer".into());
+        assert_eq!(mdns.txt_record_size(Some("DISCOVER_SERVER")), 35 + 13);
+        // Forty entries of 250 bytes each pass one by one, not together.
+        for i in 0..40 {
+            mdns.txt.insert(format!("k{i:02}"), "v".repeat(246));
+        }
+        assert!(mdns.problems().is_empty(), "{:?}", mdns.problems());
+        assert!(mdns.txt_record_size(None) > Mdns::MAX_TXT_RECORD);
     }
 
     #[test]
