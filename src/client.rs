@@ -115,6 +115,29 @@ pub struct Discovery {
     pub elapsed: Duration,
 }
 
+/// `text` for a terminal: every control character (C0, DEL, C1) and the
+/// bidirectional overrides escaped as `\n`, `\u{1b}`..., as
+/// `char::escape_default` writes them; printable text, backslashes and
+/// quotes kept as they are. What the network sends cannot move the cursor,
+/// recolour the terminal or forge a line.
+pub(crate) fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The longest `timeout` a discovery takes (`--timeout`, the config's
+/// `timeout`), for either mode: far beyond any LAN's answer, and well
+/// within what a deadline (`Instant` + timeout) can hold.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 pub(crate) fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
 }
@@ -183,7 +206,7 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
         }
     }
     if !discovery.sent_to.is_empty() {
-        let deadline = tokio::time::Instant::from_std(start + options.timeout);
+        let deadline = tokio::time::Instant::from_std(start + options.timeout.min(MAX_TIMEOUT));
         // Without broadcasts, the answer of every target is all there is to
         // wait for (a unicast server answers from the address asked).
         let mut unanswered: Option<HashSet<SocketAddr>> =
@@ -418,5 +441,23 @@ impl Collector<'_> {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn controls_are_escaped_and_printable_text_kept() {
+        assert_eq!(
+            escape_controls("a\u{1b}[31mb\r\n\u{7}\u{7f}\u{9b}\t"),
+            "a\\u{1b}[31mb\\r\\n\\u{7}\\u{7f}\\u{9b}\\t"
+        );
+        assert_eq!(escape_controls("x\u{202e}y"), "x\\u{202e}y");
+        assert_eq!(
+            escape_controls("Café a.b\\c \"q\" 日本"),
+            "Café a.b\\c \"q\" 日本"
+        );
     }
 }

@@ -230,14 +230,51 @@ impl fmt::Display for Status {
             )?;
         }
         if let Some(mdns) = &self.mdns {
-            let services: Vec<String> = mdns.services.iter().map(|s| format!("{s:?}")).collect();
+            // Quoted (a name may hold spaces and commas), with its control
+            // characters escaped; DNS escapes such as `\.` shown as they are.
+            let quoted = |name: &str| format!("\"{}\"", crate::client::escape_controls(name));
+            let services: Vec<String> = mdns.services.iter().map(|s| quoted(s)).collect();
             write!(
                 f,
                 "\n  mdns:        advertising {} as {}",
                 services.join(", "),
-                mdns.host
+                crate::client::escape_controls(&mdns.host)
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mdns_names_are_quoted_with_only_their_control_characters_escaped() {
+        let status = Status {
+            pid: 1,
+            version: "0".into(),
+            uptime_ms: 0,
+            config: None,
+            pidfile: "/run/d.pid".into(),
+            addrs: Vec::new(),
+            ready: true,
+            counters: Counts::default(),
+            reloads: Reloads::default(),
+            http: None,
+            mdns: Some(MdnsStatus {
+                host: "h\u{1b}[31m.local.".into(),
+                services: vec![
+                    "a\\.b\\\\c (x)._discoveryd._udp.local.".into(),
+                    "lab\u{7}\r\n._x._udp.local.".into(),
+                ],
+            }),
+        };
+        let text = status.to_string();
+        let line = text.lines().last().unwrap();
+        assert_eq!(
+            line,
+            "  mdns:        advertising \"a\\.b\\\\c (x)._discoveryd._udp.local.\", \"lab\\u{7}\\r\\n._x._udp.local.\" as h\\u{1b}[31m.local."
+        );
     }
 }

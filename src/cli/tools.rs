@@ -29,6 +29,12 @@ pub(super) fn check(args: ConfigArg, registry: &Registry) -> Result<(), Error> {
 /// Exit codes of `discover`: 0 found, 1 none found, 2 bad usage; with
 /// `--mdns`, 3 when UDP port 5353 cannot be bound.
 pub(super) fn discover(args: DiscoverArgs) -> ExitCode {
+    if let Some(timeout) = args
+        .timeout
+        .filter(|t| t.get() > crate::client::MAX_TIMEOUT)
+    {
+        return fail(&Error::Usage(format!("--timeout {timeout}: at most 1h")));
+    }
     if let Some(service_type) = &args.mdns {
         return discover_mdns(service_type, &args);
     }

@@ -100,6 +100,14 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         ),
     );
     check(
+        c.timeout.get() <= crate::client::MAX_TIMEOUT,
+        "timeout",
+        format!(
+            "{} is too long; use at most 1h (the default is 500ms)",
+            c.timeout
+        ),
+    );
+    check(
         c.workers.is_none_or(|w| (1..=256).contains(&w)),
         "workers",
         format!(
@@ -155,6 +163,19 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             "is {} bytes: with [mdns] enabled it goes in a TXT entry, which holds at most {} bytes of it; shorten it, or disable mdns",
             c.message.len(),
             crate::mdns::MAX_TXT_ENTRY - "message=".len()
+        ),
+    );
+    // The whole TXT record, with the entries discoveryd adds: `message`
+    // counts once mdns is on (a file that turns it on later is checked then).
+    let txt = c
+        .mdns
+        .txt_record_size(c.mdns.enabled.then_some(c.message.as_str()));
+    check(
+        txt <= crate::mdns::Mdns::MAX_TXT_RECORD,
+        "mdns.txt",
+        format!(
+            "the TXT record would be {txt} bytes with the `port` and `message` entries discoveryd adds; RFC 6763 section 6.2 advises at most {} and larger ones are lost on the wire: remove or shorten entries",
+            crate::mdns::Mdns::MAX_TXT_RECORD
         ),
     );
     let restart = &c.supervision.restart_on_failure;

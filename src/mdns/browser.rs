@@ -16,6 +16,7 @@ use mdns_sd::{ServiceDaemon, ServiceEvent};
 use serde::Serialize;
 
 use super::config::{check_service_type, service_type_stem};
+use crate::client::escape_controls;
 
 /// The service type browsed when `--mdns` names none.
 pub const DEFAULT_SERVICE_TYPE: &str = "_discoveryd._udp";
@@ -133,7 +134,7 @@ fn collect(
         sent_to: vec![SocketAddr::from((MDNS_GROUP, MDNS_PORT))],
         ..MdnsDiscovery::default()
     };
-    let deadline = start + options.timeout;
+    let deadline = start + options.timeout.min(crate::client::MAX_TIMEOUT);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -254,56 +255,58 @@ impl MdnsDiscovery {
     }
 
     /// A table of the instances, one line each, for people: the classic
-    /// table's IP, PORT and RTT, then INSTANCE, HOST and TXT.
+    /// table's IP, PORT and RTT, then INSTANCE, HOST and TXT. Names and TXT
+    /// come from the network: their control characters are escaped, so they
+    /// cannot drive the terminal or forge a row.
     pub fn table(&self) -> String {
-        let ips: Vec<String> = self
+        struct Row {
+            ips: String,
+            instance: String,
+            host: String,
+            txt: String,
+        }
+        let rows: Vec<Row> = self
             .servers
             .iter()
-            .map(|s| {
-                s.addresses
+            .map(|s| Row {
+                ips: s
+                    .addresses
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
-                    .join(",")
+                    .join(","),
+                instance: escape_controls(&s.instance),
+                host: escape_controls(&s.host),
+                txt: s
+                    .txt
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Some(v) => escape_controls(&format!("{k}={v}")),
+                        None => escape_controls(k),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
             })
             .collect();
-        let width = ips.iter().map(String::len).max().unwrap_or(0).max(15);
-        let name_width = self
-            .servers
-            .iter()
-            .map(|s| s.instance.chars().count())
-            .max()
-            .unwrap_or(0)
-            .max(8);
-        let host_width = self
-            .servers
-            .iter()
-            .map(|s| s.host.len())
-            .max()
-            .unwrap_or(0)
-            .max(4);
+        let widest = |f: fn(&Row) -> &str, least: usize| {
+            rows.iter()
+                .map(|r| f(r).chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(least)
+        };
+        let width = widest(|r| &r.ips, 15);
+        let name_width = widest(|r| &r.instance, 8);
+        let host_width = widest(|r| &r.host, 4);
         let mut out = format!(
             "{:<width$} {:>5} {:>10}  {:<name_width$}  {:<host_width$}  TXT\n",
             "IP", "PORT", "RTT", "INSTANCE", "HOST"
         );
-        for (s, ip) in self.servers.iter().zip(&ips) {
+        for (s, row) in self.servers.iter().zip(&rows) {
             let rtt = format!("{:.2} ms", s.rtt.as_secs_f64() * 1e3);
-            let txt: Vec<String> = s
-                .txt
-                .iter()
-                .map(|(k, v)| match v {
-                    Some(v) => format!("{k}={v}"),
-                    None => k.clone(),
-                })
-                .collect();
             let line = format!(
                 "{:<width$} {:>5} {:>10}  {:<name_width$}  {:<host_width$}  {}",
-                ip,
-                s.port,
-                rtt,
-                s.instance,
-                s.host,
-                txt.join(" ")
+                row.ips, s.port, rtt, row.instance, row.host, row.txt
             );
             out.push_str(line.trim_end());
             out.push('\n');
@@ -316,7 +319,7 @@ impl MdnsDiscovery {
         let mut line = format!(
             "{} instance(s) of {} found in {:.0} ms (mDNS)",
             self.servers.len(),
-            self.service_type,
+            escape_controls(&self.service_type),
             self.elapsed.as_secs_f64() * 1e3,
         );
         if self.dropped > 0 {
@@ -451,6 +454,54 @@ mod tests {
         );
         assert!(row.ends_with("srv.local.  flag path=/x"), "{row}");
         assert_eq!(lines.next(), None);
+    }
+
+    #[test]
+    fn hostile_names_and_txt_cannot_drive_the_terminal_or_forge_rows() {
+        let mut d = sample();
+        let mut txt = BTreeMap::new();
+        txt.insert(
+            "k\u{1b}[1m".to_owned(),
+            Some("\u{1b}[32mgreen\r\nFAKE 10.0.0.1 9999 line".to_owned()),
+        );
+        txt.insert(
+            "bell".to_owned(),
+            Some("\u{7}\u{7}\u{7f}\u{9b}2J".to_owned()),
+        );
+        txt.insert("flag\n".to_owned(), None);
+        let hostile = instance(
+            "_discoveryd._udp.local.",
+            "\u{1b}[2J\u{1b}]0;owned\u{7}PWNED\r\nrow._discoveryd._udp.local.",
+            "evil\u{1b}[5m\n.local.",
+            4000,
+            vec!["192.0.2.20".parse().unwrap()],
+            txt,
+            Duration::from_millis(3),
+        )
+        .unwrap();
+        assert!(d.record(hostile));
+        let table = d.table();
+        let controls: Vec<u8> = table
+            .bytes()
+            .filter(|&b| (b < 0x20 && b != b'\n') || b == 0x7f)
+            .collect();
+        assert!(controls.is_empty(), "{controls:?} in {table}");
+        assert!(!table.contains('\u{9b}'), "{table}");
+        assert_eq!(table.lines().count(), d.servers.len() + 1, "{table}");
+        let row = table.lines().nth(2).unwrap();
+        assert!(
+            row.contains("\\u{1b}[2J\\u{1b}]0;owned\\u{7}PWNED\\r\\nrow"),
+            "{row}"
+        );
+        assert!(row.contains("evil\\u{1b}[5m\\n.local."), "{row}");
+        assert!(
+            row.contains("k\\u{1b}[1m=\\u{1b}[32mgreen\\r\\nFAKE 10.0.0.1 9999 line"),
+            "{row}"
+        );
+        assert!(row.contains("bell=\\u{7}\\u{7}\\u{7f}\\u{9b}2J"), "{row}");
+        assert!(row.contains(" flag\\n"), "{row}");
+        d.service_type = "_x\u{1b}._udp.local.".into();
+        assert!(!d.summary().contains('\u{1b}'));
     }
 
     #[test]

@@ -160,21 +160,10 @@ pub(crate) fn own_advert(config: &Config, bound: &[SocketAddr]) -> Advert {
 /// The host name as an instance name, and as an mDNS host (`name.local.`,
 /// its first label, with what DNS does not allow replaced by `-`).
 fn host_name() -> (String, String) {
-    let full = nix::unistd::gethostname()
+    let raw = nix::unistd::gethostname()
         .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "discoveryd".to_owned());
-    let label: String = full
-        .split('.')
-        .next()
-        .unwrap_or("discoveryd")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(63)
-        .collect();
-    let instance: String = full.chars().take(63).collect();
-    (instance, format!("{label}.local."))
+        .and_then(|h| h.into_string().ok());
+    super::config::default_names(raw.as_deref())
 }
 
 #[cfg(test)]

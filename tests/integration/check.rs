@@ -232,3 +232,45 @@ fn environment_variables_for_config_keys_are_checked_too() {
         }
     }
 }
+
+#[test]
+fn mdns_names_and_txt_that_would_break_on_the_wire_are_refused() {
+    let big: String = (0..6)
+        .map(|i| format!("k{i} = \"{}\"\n", "v".repeat(240)))
+        .collect();
+    for (body, key, says) in [
+        (
+            format!("[mdns]\ninstance = \"{}\"", "x".repeat(58)),
+            "mdns.instance",
+            "58 bytes; use 1 to 57 bytes",
+        ),
+        (
+            format!("[mdns]\nenabled = true\n[mdns.txt]\n{big}"),
+            "mdns.txt",
+            // 6 entries of 1 + 244 bytes, port=65535 and message=DISCOVER_SERVER.
+            "the TXT record would be 1499 bytes",
+        ),
+        (
+            "[mdns.txt]\nRole = \"a\"\nrole = \"b\"".to_owned(),
+            "mdns.txt.role",
+            "`Role` and `role` are the same TXT key",
+        ),
+        (
+            "[mdns.txt]\n\"\\u001b[31m\" = \"x\"".to_owned(),
+            "mdns.txt.\\u{1b}[31m",
+            "`\\u{1b}[31m` is not a TXT key",
+        ),
+        ("timeout = \"2h\"".to_owned(), "timeout", "at most 1h"),
+    ] {
+        let dir = ConfigDir::new(&body);
+        let (code, out, err) = output(&["check", "--config", dir.path().to_str().unwrap()]);
+        assert_eq!(code, 2, "{body}: {err}");
+        assert!(out.is_empty());
+        assert!(err.contains(&format!("key `{key}`")), "{body}: {err}");
+        assert!(err.contains(says), "{body}: {err}");
+        assert!(!err.contains('\u{1b}'), "{body}: {err}");
+    }
+    let dir = ConfigDir::new(&format!("[mdns]\ninstance = \"{}\"", "x".repeat(57)));
+    let (code, _, err) = output(&["check", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+}

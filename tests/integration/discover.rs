@@ -302,3 +302,32 @@ fn a_burst_of_hundreds_of_answers_is_found_whole() {
         servers + 1
     );
 }
+
+#[test]
+fn a_timeout_past_an_hour_is_a_usage_error_in_both_modes() {
+    // Refused before anything is sent or bound (no mDNS on the host).
+    for timeout in ["18446744073709551615", "2h", "3601s"] {
+        for mode in [&["--target", "127.0.0.1:1"][..], &["--mdns"][..]] {
+            let mut args = vec!["discover", "--timeout", timeout];
+            args.extend(mode);
+            let (code, out, err) = output(&args);
+            assert_eq!(code, 2, "{args:?}: {err}");
+            assert!(out.is_empty(), "{out}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.contains("--timeout") && err.contains("at most 1h"),
+                "{err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    let config = ConfigDir::new("timeout = \"2h\"");
+    let path = config.path();
+    let path = path.to_str().unwrap();
+    let (code, _, err) = output(&["discover", "--config", path, "--target", "127.0.0.1:1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("key `timeout`") && err.contains("at most 1h"),
+        "{err}"
+    );
+}
