@@ -36,6 +36,14 @@ impl HumanDuration {
     }
 }
 
+/// The instant `after` from now, with `after` capped at a year: a user may
+/// ask to wait "forever" (`--timeout 18446744073709551615`), and adding
+/// that to an `Instant` would overflow.
+pub(crate) fn deadline(after: Duration) -> std::time::Instant {
+    const FOREVER: Duration = Duration::from_secs(365 * 86_400);
+    std::time::Instant::now() + after.min(FOREVER)
+}
+
 impl From<HumanDuration> for Duration {
     fn from(d: HumanDuration) -> Self {
         d.0

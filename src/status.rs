@@ -236,9 +236,14 @@ impl fmt::Display for Status {
             let services: Vec<String> = mdns.services.iter().map(|s| quoted(s)).collect();
             write!(
                 f,
-                "\n  mdns:        advertising {} as {}",
+                "\n  mdns:        advertising {} as {}, on {}",
                 services.join(", "),
-                crate::client::escape_controls(&mdns.host)
+                crate::client::escape_controls(&mdns.host),
+                match mdns.interfaces.as_slice() {
+                    [] => "no interface (none matches [mdns] interfaces and exclude_interfaces)"
+                        .to_owned(),
+                    names => names.join(", "),
+                }
             )?;
         }
         Ok(())
@@ -264,6 +269,7 @@ mod tests {
             http: None,
             mdns: Some(MdnsStatus {
                 host: "h\u{1b}[31m.local.".into(),
+                interfaces: vec!["eth0".into(), "eth1".into()],
                 services: vec![
                     "a\\.b\\\\c (x)._discoveryd._udp.local.".into(),
                     "lab\u{7}\r\n._x._udp.local.".into(),
@@ -274,7 +280,7 @@ mod tests {
         let line = text.lines().last().unwrap();
         assert_eq!(
             line,
-            "  mdns:        advertising \"a\\.b\\\\c (x)._discoveryd._udp.local.\", \"lab\\u{7}\\r\\n._x._udp.local.\" as h\\u{1b}[31m.local."
+            "  mdns:        advertising \"a\\.b\\\\c (x)._discoveryd._udp.local.\", \"lab\\u{7}\\r\\n._x._udp.local.\" as h\\u{1b}[31m.local., on eth0, eth1"
         );
     }
 }

@@ -65,7 +65,7 @@ pub(crate) fn query(path: &Path) -> io::Result<Status> {
 /// reading at most [`MAX_ANSWER`] bytes of it: whatever answers on the
 /// socket cannot hold the asker.
 pub(crate) fn query_within(path: &Path, wait: Duration) -> io::Result<Status> {
-    let deadline = Instant::now() + wait.max(Duration::from_millis(1));
+    let deadline = crate::duration::deadline(wait.max(Duration::from_millis(1)));
     let stream = UnixStream::connect(path)?;
     let mut answer = Vec::new();
     let mut limited = (&stream).take(MAX_ANSWER + 1);

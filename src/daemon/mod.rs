@@ -193,7 +193,7 @@ pub(crate) fn reload(pidfile: &Path, wait: Duration) -> Result<Reloaded, Error> 
         return Ok(Reloaded::NotRunning);
     };
     let socket = socket_path(pidfile);
-    let deadline = Instant::now() + wait;
+    let deadline = crate::duration::deadline(wait);
     let left = || deadline.saturating_duration_since(Instant::now());
     // An instance still starting has not served its socket yet: the first
     // result it reports is then this reload's (it keeps the SIGHUP).
@@ -226,7 +226,7 @@ pub(super) fn signal(pid: u32, signal: Signal) -> Result<(), Error> {
 /// Waits until `pid` has exited (and so let go of its ports, not only of
 /// its pidfile), polling until `within` has passed.
 fn gone(pid: u32, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
+    let deadline = crate::duration::deadline(within);
     loop {
         if process::exited(pid) {
             return true;

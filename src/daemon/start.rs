@@ -126,7 +126,7 @@ pub(crate) fn start(
 fn await_ready(ready: File, within: Duration, log: &Path) -> Result<u32, Error> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd as _;
-    let deadline = Instant::now() + within;
+    let deadline = crate::duration::deadline(within);
     let mut ready = ready;
     let mut said = Vec::new();
     let mut pid = None;

@@ -16,13 +16,13 @@ use mdns_sd::{ServiceDaemon, ServiceEvent};
 use serde::Serialize;
 
 use super::config::{check_service_type, service_type_stem};
+use super::links::{probe_port, MDNS_PORT};
 use crate::client::escape_controls;
 
 /// The service type browsed when `--mdns` names none.
 pub const DEFAULT_SERVICE_TYPE: &str = "_discoveryd._udp";
 
 /// The mDNS port and group (RFC 6762).
-const MDNS_PORT: u16 = 5353;
 const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 
 /// The most instances one browse keeps (a hostile link fills no more).
@@ -187,16 +187,6 @@ fn shut_down(daemon: &ServiceDaemon) {
     if let Ok(status) = daemon.shutdown() {
         let _ = status.recv_timeout(Duration::from_secs(1));
     }
-}
-
-/// Binds 0.0.0.0:5353 as mdns-sd does (SO_REUSEADDR and SO_REUSEPORT),
-/// then closes it.
-fn probe_port() -> io::Result<()> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, MDNS_PORT)).into())
 }
 
 /// An instance from a resolution; none without an address.

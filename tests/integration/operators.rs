@@ -480,3 +480,20 @@ fn reload_without_a_confirmed_result_fails() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("reported no result within 1s"), "{err}");
 }
+
+#[test]
+fn a_wait_of_billions_of_seconds_is_waited_not_a_panic() {
+    let config = crate::util::ConfigDir::new(&crate::util::loopback(""));
+    let (mut daemon, _port) = crate::util::Daemon::run(&config, &[]);
+    let pidfile = daemon.pidfile();
+    let pidfile = pidfile.to_str().unwrap();
+    let forever = "18446744073709551615";
+    let (code, out, err) =
+        crate::util::output(&["reload", "--pidfile", pidfile, "--timeout", forever]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("reload unchanged"), "{out}");
+    let (code, out, err) =
+        crate::util::output(&["stop", "--pidfile", pidfile, "--timeout", forever]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(daemon.wait(), 0);
+}
