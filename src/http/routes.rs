@@ -91,14 +91,22 @@ impl Api {
         Ok(())
     }
 
-    async fn status(&self) -> Result<Status, ApiError> {
+    /// Asks the supervisor, and waits for its answer.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, ApiError> {
         let (tx, rx) = oneshot::channel();
         let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping");
         self.supervisor
-            .send(Requested(Request::Status(tx)))
+            .send(Requested(request(tx)))
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
+    }
+
+    async fn status(&self) -> Result<Status, ApiError> {
+        self.ask(Request::Status).await
     }
 }
 
@@ -171,13 +179,7 @@ async fn status(api: web::Data<Api>, req: HttpRequest) -> Result<HttpResponse, A
 /// Reloads, and answers with the result, as `discoveryd reload` does.
 async fn reload(api: web::Data<Api>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     api.admit(&req, true)?;
-    let (tx, rx) = oneshot::channel();
-    let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping");
-    api.supervisor
-        .send(Requested(Request::ReloadAndReport(tx)))
-        .await
-        .map_err(|_| gone())?;
-    let last = rx.await.map_err(|_| gone())?;
+    let last = api.ask(Request::ReloadAndReport).await?;
     let code = match last.result {
         crate::status::ReloadResult::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::OK,

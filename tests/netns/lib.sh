@@ -45,8 +45,10 @@ use_discoveryd() {
   BIN=$(realpath "$BIN")
 }
 
-# need_tools: every tool the mDNS checks use, or die naming its package.
+# need_tools: every tool the mDNS checks use, or die naming its package;
+# sets PY (the venv's python, with python-zeroconf) unless given.
 need_tools() {
+  PY=${PY:-${DISCOVERYD_PY_VENV:-$PWD/target/py-venv}/bin/python}
   need_root
   local tool pkg
   for tool in ip:iproute2 unshare:util-linux dbus-daemon:dbus dbus-send:dbus \

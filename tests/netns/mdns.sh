@@ -18,7 +18,6 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source tests/netns/lib.sh
 
-PY=${DISCOVERYD_PY_VENV:-$PWD/target/py-venv}/bin/python
 need_tools
 use_discoveryd
 
