@@ -183,9 +183,9 @@ impl Announcer {
         &self.selection
     }
 
-    /// Advertises exactly `wanted`: a service no longer wanted, or changed
-    /// (name, type, port or TXT), gets a goodbye; a new one is probed and
-    /// announced.
+    /// Advertises exactly `wanted`: a name no longer wanted gets a goodbye;
+    /// a new one is probed and announced; one whose port or TXT changed is
+    /// announced again in place.
     pub(crate) fn advertise(&mut self, wanted: Vec<Advert>) -> Result<(), String> {
         // Keyed by mdns-sd's full name (RFC 6763 escaping included).
         let mut infos = BTreeMap::new();
