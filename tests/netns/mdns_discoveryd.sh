@@ -10,6 +10,7 @@
 #   ca   python-zeroconf    192.0.2.10
 #   cb   python-zeroconf                                   198.51.100.10
 #   av   avahi-daemon: avahi-browse, avahi-publish  192.0.2.20
+#   avb  avahi-daemon: avahi-browse                                198.51.100.20
 #   mon  mdns_count.py, a passive packet counter   192.0.2.30
 #
 # The pieces are in lib.sh. Needs root; every tool missing fails loudly.
@@ -21,12 +22,14 @@ source tests/netns/lib.sh
 need_tools
 use_discoveryd
 
-netns_setup sw srv srv2 ca cb av mon
+netns_setup sw srv srv2 ca cb av avb mon
 lan_ab
 plug srv2 eth0 a 192.0.2.2/24
 plug av eth0 a 192.0.2.20/24
+plug avb eth0 b 198.51.100.20/24
 plug mon eth0 a 192.0.2.30/24
 start_avahi av eth0
+start_avahi avb eth0
 
 TYPE=_discoveryd._udp
 
@@ -85,17 +88,19 @@ check "python-zeroconf on A resolves discoveryd with the A address only, service
 check "python-zeroconf on B resolves discoveryd with the B address only" \
   expect "zeroconf on cb" "$(zc cb "$TYPE" --timeout 5 --until first | resolved lab-printer)" \
   "lab-printer|198.51.100.1|8080|$WANT_TXT"
-avahi_resolves() { # avahi_resolves WANT [avahi_browse.py ARGS]: polls avahi-browse on av
-  local want=$1 got=""; shift
+avahi_resolves() { # avahi_resolves NS WANT [avahi_browse.py ARGS]: polls avahi-browse in NS
+  local ns=$1 want=$2 got=""; shift 2
   local deadline=$((SECONDS + 8))
   while [ $SECONDS -lt $deadline ]; do
-    got=$(in_ns_bus av "$PY" tests/netns/avahi_browse.py "$@" --timeout 4 | resolved lab-printer)
+    got=$(in_ns_bus "$ns" "$PY" tests/netns/avahi_browse.py "$@" --timeout 4 | resolved lab-printer)
     [ "$got" = "$want" ] && return 0
   done
-  echo "  avahi-browse on av: got [$got], want [$want]"; return 1
+  echo "  avahi-browse in $ns: got [$got], want [$want]"; return 1
 }
 check "avahi-browse -a -r -t (the meta-query) on A resolves discoveryd with the A address" \
-  avahi_resolves "lab-printer|192.0.2.1|8080|$WANT_TXT"
+  avahi_resolves av "lab-printer|192.0.2.1|8080|$WANT_TXT"
+check "avahi-browse -a -r -t on B resolves it with the B address" \
+  avahi_resolves avb "lab-printer|198.51.100.1|8080|$WANT_TXT"
 check "discoveryd discover --mdns on B finds it with the B address, port and TXT" \
   expect "from cb" "$(mdns_found cb --first --timeout 3s)" "lab-printer|198.51.100.1|8080|$WANT_TXT"
 
