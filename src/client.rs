@@ -41,6 +41,10 @@ pub struct DiscoverOptions {
     pub broadcast: bool,
     /// Return at the first valid answer.
     pub first: bool,
+    /// Also send this request (the json responder's, padded), and list the
+    /// services registered with each server that answers it; `None`: send
+    /// only the discovery request.
+    pub services_request: Option<Vec<u8>>,
 }
 
 impl DiscoverOptions {
@@ -55,9 +59,29 @@ impl DiscoverOptions {
             targets: Vec::new(),
             broadcast: true,
             first: false,
+            services_request: Some(services_request(config)),
         }
     }
 }
+
+/// The json responder's request, as `config` sets it (`DISCOVER_JSON` by
+/// default), padded with spaces to `buffer_size`: the longer the request,
+/// the longer the answer the server's amplification cap lets through, and
+/// the more services it lists.
+fn services_request(config: &Config) -> Vec<u8> {
+    let message = config
+        .responders
+        .iter()
+        .find(|r| r.kind == "json")
+        .and_then(|r| r.options.get("message")?.as_str())
+        .unwrap_or("DISCOVER_JSON");
+    let mut request = message.as_bytes().to_vec();
+    request.resize(config.buffer_size.max(request.len()), b' ');
+    request
+}
+
+/// The most registered services one discovery keeps.
+pub(crate) const MAX_SERVICES: usize = 4096;
 
 /// The most servers one discovery keeps.
 pub(crate) const MAX_SERVERS: usize = 4096;
@@ -96,11 +120,51 @@ pub struct Malformed {
     pub reply: String,
 }
 
+/// A service registered with a server that answered, from the json
+/// responder's document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FoundService {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its address (a service on the server's own host: the server's
+    /// address, as the server answered).
+    pub address: IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// Its metadata.
+    #[serde(default)]
+    pub txt: std::collections::BTreeMap<String, String>,
+    /// The server it is registered with (the address it advertises).
+    #[serde(default = "unspecified")]
+    pub server: IpAddr,
+}
+
+fn unspecified() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
+
+/// The json responder's document, as far as discovery reads it.
+#[derive(serde::Deserialize)]
+struct ServicesDocument {
+    ip: IpAddr,
+    #[serde(default)]
+    services: Vec<FoundService>,
+    #[serde(default)]
+    services_total: usize,
+}
+
 /// The outcome of one discovery.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Discovery {
     /// The servers found, in order of answer, without duplicates.
     pub servers: Vec<Server>,
+    /// The services registered with them (`PUT /v1/services/{id}`), from
+    /// the servers that run the json responder, without duplicates.
+    pub services: Vec<FoundService>,
+    /// Registered services a server had but could not fit in its answer.
+    pub services_left_out: u64,
     /// Answers ignored because they were malformed (the first 64).
     pub malformed: Vec<Malformed>,
     /// Answers not kept: servers past 4,096 (or past 8 from one address),
@@ -204,24 +268,39 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
             Ok(_) => discovery.sent_to.push(to),
             Err(e) => discovery.send_errors.push((to, e.to_string())),
         }
+        if let Some(request) = &options.services_request {
+            // Its failure is the first request's too: counted once.
+            let _ = socket.send_to(request, to).await;
+        }
     }
     if !discovery.sent_to.is_empty() {
-        let deadline = tokio::time::Instant::from_std(start + options.timeout.min(MAX_TIMEOUT));
+        let mut deadline = tokio::time::Instant::from_std(start + options.timeout.min(MAX_TIMEOUT));
         // Without broadcasts, the answer of every target is all there is to
-        // wait for (a unicast server answers from the address asked).
+        // wait for (a unicast server answers from the address asked); then
+        // a moment more for their services, from those that list them.
         let mut unanswered: Option<HashSet<SocketAddr>> =
             (!options.broadcast).then(|| discovery.sent_to.iter().copied().collect());
+        let mut grace = false;
         let mut collector = Collector {
             options,
             start,
             seen: HashSet::new(),
             per_source: HashMap::new(),
+            answered: HashSet::new(),
+            documents: HashSet::new(),
+            listed: HashSet::new(),
             discovery: &mut discovery,
         };
         // Hundreds of servers answer a broadcast at once: each wake-up
         // drains the socket that is ready in batches (recvmmsg), until the
         // kernel has nothing more queued.
-        let mut batch = Batch::new(MAX_REPLY);
+        // Room for a services document as large as the request's size
+        // allows (3 times it by default; 4 here).
+        let room = options
+            .services_request
+            .as_ref()
+            .map_or(0, |r| ((r.len() + 48) * 4).min(crate::config::MAX_DATAGRAM));
+        let mut batch = Batch::new(room.max(MAX_REPLY));
         let mut done = false;
         while !done {
             let ready = tokio::time::timeout_at(deadline, async {
@@ -255,6 +334,7 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
                 for (d, reply) in batch.payloads() {
                     let Some(from) = d.peer else { continue };
                     if done || !collector.take(reply, from) {
+                        done = done || (grace && collector.all_listed());
                         continue;
                     }
                     if options.first {
@@ -265,6 +345,14 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
                         if left.is_empty() {
                             done = true;
                         }
+                    }
+                    if done && !options.first && options.services_request.is_some() {
+                        // The services answer may trail the discovery one:
+                        // wait as long again (at least 5 ms) for it.
+                        let elapsed = start.elapsed().max(SERVICES_GRACE);
+                        deadline = deadline.min(tokio::time::Instant::now() + elapsed);
+                        grace = true;
+                        done = collector.all_listed();
                     }
                 }
                 if done {
@@ -344,6 +432,57 @@ impl Discovery {
                 s.reply
             ));
         }
+        if !self.services.is_empty() {
+            out.push('\n');
+            out.push_str(&self.services_table());
+        }
+        out
+    }
+
+    /// The registered services found, one line each; what the network
+    /// sent is shown with its control characters escaped.
+    fn services_table(&self) -> String {
+        let rows: Vec<[String; 6]> = self
+            .services
+            .iter()
+            .map(|s| {
+                let txt: Vec<String> = s.txt.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                [
+                    escape_controls(&s.id),
+                    escape_controls(&s.name),
+                    s.address.to_string(),
+                    s.port.to_string(),
+                    s.server.to_string(),
+                    escape_controls(&txt.join(" ")),
+                ]
+            })
+            .collect();
+        let head = ["SERVICE", "NAME", "ADDRESS", "PORT", "SERVER", "TXT"];
+        let widths: Vec<usize> = (0..5)
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([head[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: [&str; 6]| {
+            let mut l = String::new();
+            for (i, cell) in cells[..5].iter().enumerate() {
+                if i == 3 {
+                    l.push_str(&format!("{cell:>w$}  ", w = widths[i]));
+                } else {
+                    l.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                }
+            }
+            l.push_str(cells[5]);
+            format!("{}\n", l.trim_end())
+        };
+        let mut out = line(head);
+        for r in &rows {
+            out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
+        }
         out
     }
 
@@ -356,6 +495,18 @@ impl Discovery {
             self.sent_to.len(),
             self.malformed.len(),
         );
+        if !self.services.is_empty() || self.services_left_out > 0 {
+            line.push_str(&format!(
+                "; {} registered service(s) listed",
+                self.services.len()
+            ));
+        }
+        if self.services_left_out > 0 {
+            line.push_str(&format!(
+                " ({} more did not fit in the answers; GET /v1/services lists them all)",
+                self.services_left_out
+            ));
+        }
         if self.dropped > 0 {
             line.push_str(&format!(
                 "; {} more answer(s) dropped (at most {MAX_SERVERS} servers, {MAX_PER_SOURCE} from one address, {MAX_MALFORMED} malformed)",
@@ -394,18 +545,75 @@ fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket)
 }
 
-/// Sorts answers into servers and malformed ones.
+/// How long, at least, discovery waits for the services answers after
+/// the discovery answers of every target.
+const SERVICES_GRACE: Duration = Duration::from_millis(5);
+
+/// Sorts answers into servers, services and malformed ones.
 struct Collector<'a> {
     options: &'a DiscoverOptions,
     start: Instant,
     seen: HashSet<(IpAddr, Option<u16>)>,
     per_source: HashMap<IpAddr, usize>,
+    /// Where valid discovery answers came from.
+    answered: HashSet<SocketAddr>,
+    /// Where services documents came from.
+    documents: HashSet<SocketAddr>,
+    /// The services kept, by server and id.
+    listed: HashSet<(IpAddr, String)>,
     discovery: &'a mut Discovery,
 }
 
 impl Collector<'_> {
-    /// Records one answer; true when it was a valid one.
+    /// Whether every server that answered has listed its services.
+    fn all_listed(&self) -> bool {
+        self.answered.is_subset(&self.documents)
+    }
+
+    /// Records a services document; false when it is not one.
+    fn take_services(&mut self, reply: &[u8], from: SocketAddr) -> bool {
+        let Ok(document) = serde_json::from_slice::<ServicesDocument>(reply) else {
+            return false;
+        };
+        // One document per source and request: more is a flood.
+        if !self.documents.insert(from) {
+            return true;
+        }
+        let listed = document.services.len();
+        self.discovery.services_left_out += document.services_total.saturating_sub(listed) as u64;
+        for mut service in document.services {
+            service.server = document.ip;
+            let key = (document.ip, service.id.clone());
+            if self.listed.contains(&key) {
+                continue;
+            }
+            if self.discovery.services.len() >= MAX_SERVICES {
+                self.discovery.dropped += 1;
+                continue;
+            }
+            self.listed.insert(key);
+            self.discovery.services.push(service);
+        }
+        true
+    }
+
+    /// Records one answer; true when it was a valid discovery answer.
     fn take(&mut self, reply: &[u8], from: SocketAddr) -> bool {
+        if self.options.services_request.is_some()
+            && reply.first() == Some(&b'{')
+            && self.take_services(reply, from)
+        {
+            return false;
+        }
+        let valid = self.take_discovery(reply, from);
+        if valid {
+            self.answered.insert(from);
+        }
+        valid
+    }
+
+    /// Records a discovery answer; true when it was a valid one.
+    fn take_discovery(&mut self, reply: &[u8], from: SocketAddr) -> bool {
         match parse_reply(self.options.response_prefix.as_bytes(), reply) {
             Ok(found) => {
                 if !self.seen.contains(&(found.ip, found.service_port)) {

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::duration::HumanDuration;
+use crate::services::{Listed, Put, Registration};
 use crate::status::{LastReload, Status};
 
 /// Hears about the service's lifecycle: the command line prints and tells
@@ -49,6 +50,14 @@ pub(crate) enum Request {
     Reload,
     /// Read the configuration again, and answer with the result.
     ReloadAndReport(oneshot::Sender<crate::status::LastReload>),
+    /// Register or refresh a service; `None` when the cap is reached.
+    Register(Registration, oneshot::Sender<Option<Put>>),
+    /// A heartbeat for the service of this id; false when unknown.
+    Pass(String, oneshot::Sender<bool>),
+    /// Remove the service of this id; false when unknown.
+    Deregister(String, oneshot::Sender<bool>),
+    /// The registered services.
+    Services(oneshot::Sender<Vec<Listed>>),
 }
 
 /// The requests a running service takes from its [`Handle`]s.

@@ -38,12 +38,15 @@ mod protocol;
 mod receiver;
 mod responders;
 mod service;
+mod services;
 mod stats;
 mod status;
 mod supervision;
 
 pub use bench::{bench, BenchOptions, BenchReport, MAX_DURATION};
-pub use client::{discover, discover_blocking, DiscoverOptions, Discovery, Malformed, Server};
+pub use client::{
+    discover, discover_blocking, DiscoverOptions, Discovery, FoundService, Malformed, Server,
+};
 pub(crate) use client::{is_broadcast, resolve_target};
 pub use config::{
     Config, ConfigError, ConfigErrors, ConfigOrigin, ConfigSource, LogFormat, LogLevel, Overrides,
@@ -73,7 +76,7 @@ pub(crate) fn check(
     registry: &discoveryd_api::Registry,
 ) -> Result<String, Error> {
     let config = source.load()?;
-    responders::Snapshot::build(&config, registry, source, None)?;
+    responders::Snapshot::build(&config, registry, source, None, &Default::default())?;
     let mut shown = config;
     if shown.http.token.is_some() {
         // What `check` prints ends up in terminals and tickets.
@@ -108,8 +111,14 @@ pub mod fuzzing {
                 ],
                 ..Config::default()
             };
-            Snapshot::build(&config, &crate::registry(), &ConfigSource::default(), None)
-                .expect("valid")
+            Snapshot::build(
+                &config,
+                &crate::registry(),
+                &ConfigSource::default(),
+                None,
+                &Default::default(),
+            )
+            .expect("valid")
         });
         let (head, payload) = data.split_at(data.len().min(6));
         let mut h = [0u8; 6];

@@ -145,6 +145,8 @@ pub(crate) enum Notice {
     Applied(Arc<Config>),
     /// Read the configuration again.
     Reload(ReloadTrigger),
+    /// The registered services changed; these are registered now.
+    Services(Arc<crate::services::Services>),
 }
 
 /// Why the service stops.

@@ -173,7 +173,8 @@ fn serve(socket: &UdpSocket, shared: &Shared, stop: &AtomicBool) -> Result<(), L
                 peer,
                 SocketAddr::new(local_ip, bound.port()),
                 snapshot.advertise_ip.unwrap_or(local_ip),
-            );
+            )
+            .with_max_reply(policy.max_reply(payload.len(), peer.is_ipv6()));
             match snapshot.respond(&request, reply) {
                 Outcome::Replied => {
                     let verdict = if !policy.reply_fits(payload.len(), reply.len(), peer.is_ipv6())
@@ -321,8 +322,14 @@ mod tests {
         config.security.rate_limit.burst = 1e9;
         config.security.rate_limit.global = 1e9;
         config.reply_jitter = jitter.map(|j| j.parse().unwrap());
-        let snapshot =
-            Snapshot::build(&config, &registry(), &ConfigSource::default(), None).unwrap();
+        let snapshot = Snapshot::build(
+            &config,
+            &registry(),
+            &ConfigSource::default(),
+            None,
+            &Default::default(),
+        )
+        .unwrap();
         let shared = Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             counters: Arc::default(),

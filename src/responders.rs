@@ -4,6 +4,7 @@
 //! responders whose config did not change) and swaps it in atomically, so
 //! the receive loop never takes a lock or a message per packet.
 
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use discoveryd_api::{Action, Globals, Registry, Request, Responder, ResponderCon
 
 use crate::config::{Config, ConfigErrors, ConfigSource};
 use crate::policy::Policy;
+use crate::services::Services;
 
 /// The registry of every responder type this binary was built with.
 pub fn registry() -> Registry {
@@ -32,6 +34,8 @@ pub fn registry() -> Registry {
 struct Link {
     name: String,
     built_from: (String, toml::Table, Globals),
+    /// The generation of the services it read, if it read them.
+    read_services: Option<u64>,
     responder: Arc<dyn Responder>,
 }
 
@@ -64,6 +68,8 @@ pub(crate) struct Snapshot {
     pub(crate) workers: usize,
     /// The longest random delay before an answer (zero: none).
     pub(crate) reply_jitter: std::time::Duration,
+    /// The registered services the chain was built with.
+    pub(crate) services: Arc<Services>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -76,13 +82,16 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the snapshot for `config`, reusing the responders of
-    /// `previous` whose type, options and global settings are unchanged.
+    /// Builds the snapshot for `config` and the registered `services`,
+    /// reusing the responders of `previous` whose type, options and global
+    /// settings are unchanged, and that did not read the services or read
+    /// the same ones.
     pub(crate) fn build(
         config: &Config,
         registry: &Registry,
         source: &ConfigSource,
         previous: Option<&Snapshot>,
+        services: &Arc<Services>,
     ) -> Result<Self, ConfigErrors> {
         let globals = config.globals();
         let mut errors = Vec::new();
@@ -91,11 +100,19 @@ impl Snapshot {
             let key = format!("responders[{i}]");
             let name = format!("{key} ({})", entry.kind);
             let built_from = (entry.kind.clone(), entry.options.clone(), globals.clone());
-            let reused = previous
-                .and_then(|p| p.links.iter().find(|l| l.built_from == built_from))
-                .map(|l| Arc::clone(&l.responder));
-            let responder = match reused {
-                Some(r) => r,
+            let reused = previous.and_then(|p| {
+                p.links.iter().find(|l| {
+                    l.built_from == built_from
+                        && l.read_services.is_none_or(|g| g == services.generation)
+                })
+            });
+            let link = match reused {
+                Some(l) => Link {
+                    name,
+                    built_from,
+                    read_services: l.read_services,
+                    responder: Arc::clone(&l.responder),
+                },
                 None => {
                     let Some(factory) = registry.get(&entry.kind) else {
                         let known: Vec<_> = registry.names().collect();
@@ -109,9 +126,16 @@ impl Snapshot {
                         ));
                         continue;
                     };
-                    let ctx = ResponderContext::new(&name, &entry.options, &globals);
+                    let read = Cell::new(false);
+                    let ctx = ResponderContext::new(&name, &entry.options, &globals)
+                        .with_services(&services.list, Some(&read));
                     match factory(&ctx) {
-                        Ok(r) => Arc::from(r),
+                        Ok(r) => Link {
+                            name,
+                            built_from,
+                            read_services: read.get().then_some(services.generation),
+                            responder: Arc::from(r),
+                        },
                         Err(e) => {
                             errors.push(source.error(&key, e.to_string()));
                             continue;
@@ -119,11 +143,7 @@ impl Snapshot {
                     }
                 }
             };
-            links.push(Link {
-                name,
-                built_from,
-                responder,
-            });
+            links.push(link);
         }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -135,7 +155,20 @@ impl Snapshot {
             policy: Policy::new(&config.security, &config.response_prefix),
             workers: config.workers(),
             reply_jitter: config.reply_jitter.map(|j| j.get()).unwrap_or_default(),
+            services: Arc::clone(services),
         })
+    }
+
+    /// The same chain for `config`, built again for new `services` (only
+    /// the responders that read them are rebuilt).
+    pub(crate) fn with_services(
+        &self,
+        config: &Config,
+        registry: &Registry,
+        source: &ConfigSource,
+        services: &Arc<Services>,
+    ) -> Result<Self, ConfigErrors> {
+        Self::build(config, registry, source, Some(self), services)
     }
 
     /// Asks the chain about one request. Panics in responders are caught
@@ -206,10 +239,24 @@ mod tests {
     #[test]
     fn chain_asks_responders_in_order() {
         let config = config_with(&[("json", "message = \"DISCOVER_SERVER\""), ("classic", "")]);
-        let s = Snapshot::build(&config, &registry(), &ConfigSource::default(), None).unwrap();
+        let s = Snapshot::build(
+            &config,
+            &registry(),
+            &ConfigSource::default(),
+            None,
+            &Default::default(),
+        )
+        .unwrap();
         assert!(ask(&s, b"DISCOVER_SERVER").1.starts_with(b"{"));
         let config = config_with(&[("classic", ""), ("json", "message = \"DISCOVER_SERVER\"")]);
-        let s = Snapshot::build(&config, &registry(), &ConfigSource::default(), None).unwrap();
+        let s = Snapshot::build(
+            &config,
+            &registry(),
+            &ConfigSource::default(),
+            None,
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(
             ask(&s, b"DISCOVER_SERVER"),
             (Outcome::Replied, b"SERVER_IP:127.0.0.1".to_vec())
@@ -220,7 +267,14 @@ mod tests {
     #[test]
     fn a_panicking_responder_is_caught_and_named() {
         let config = config_with(&[("fault", "trigger = \"BOOM\""), ("classic", "")]);
-        let s = Snapshot::build(&config, &registry(), &ConfigSource::default(), None).unwrap();
+        let s = Snapshot::build(
+            &config,
+            &registry(),
+            &ConfigSource::default(),
+            None,
+            &Default::default(),
+        )
+        .unwrap();
         let (outcome, _) = ask(&s, b"BOOM");
         assert!(
             matches!(&outcome, Outcome::Panicked { responder, .. } if responder == "responders[0] (fault)"),
@@ -232,10 +286,16 @@ mod tests {
     #[test]
     fn unknown_types_are_config_errors_listing_the_known_ones() {
         let config = config_with(&[("jsno", "")]);
-        let err = Snapshot::build(&config, &registry(), &ConfigSource::file("f.toml"), None)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = Snapshot::build(
+            &config,
+            &registry(),
+            &ConfigSource::file("f.toml"),
+            None,
+            &Default::default(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             err.starts_with("f.toml: key `responders[0]`: unknown responder type `jsno`"),
             "{err}"
@@ -248,9 +308,17 @@ mod tests {
         let registry = registry();
         let source = ConfigSource::default();
         let config = config_with(&[("json", "name = \"a\""), ("classic", "")]);
-        let first = Snapshot::build(&config, &registry, &source, None).unwrap();
+        let first =
+            Snapshot::build(&config, &registry, &source, None, &Default::default()).unwrap();
         let config = config_with(&[("json", "name = \"b\""), ("classic", "")]);
-        let second = Snapshot::build(&config, &registry, &source, Some(&first)).unwrap();
+        let second = Snapshot::build(
+            &config,
+            &registry,
+            &source,
+            Some(&first),
+            &Default::default(),
+        )
+        .unwrap();
         assert!(!Arc::ptr_eq(
             &first.links[0].responder,
             &second.links[0].responder
@@ -262,8 +330,58 @@ mod tests {
         // A global setting the classic responder uses forces its rebuild.
         let mut config = config;
         config.message = "OTHER".into();
-        let third = Snapshot::build(&config, &registry, &source, Some(&second)).unwrap();
+        let third = Snapshot::build(
+            &config,
+            &registry,
+            &source,
+            Some(&second),
+            &Default::default(),
+        )
+        .unwrap();
         assert!(!Arc::ptr_eq(
+            &second.links[1].responder,
+            &third.links[1].responder
+        ));
+    }
+
+    #[test]
+    fn new_services_rebuild_only_the_responders_that_read_them() {
+        let registry = registry();
+        let source = ConfigSource::default();
+        let config = config_with(&[("classic", ""), ("json", "")]);
+        let none = Arc::new(Services::default());
+        let first = Snapshot::build(&config, &registry, &source, None, &none).unwrap();
+        let services = Arc::new(Services {
+            generation: 1,
+            list: vec![crate::services::Service::new(
+                "a",
+                "api",
+                None,
+                8080,
+                Default::default(),
+            )],
+        });
+        let second = first
+            .with_services(&config, &registry, &source, &services)
+            .unwrap();
+        assert!(Arc::ptr_eq(
+            &first.links[0].responder,
+            &second.links[0].responder
+        ));
+        assert!(!Arc::ptr_eq(
+            &first.links[1].responder,
+            &second.links[1].responder
+        ));
+        let mut padded = b"DISCOVER_JSON".to_vec();
+        padded.resize(200, b' ');
+        let (_, reply) = ask(&second, &padded);
+        let doc: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(doc["services"][0]["id"], "a");
+        // The same services again: nothing is rebuilt.
+        let third = second
+            .with_services(&config, &registry, &source, &services)
+            .unwrap();
+        assert!(Arc::ptr_eq(
             &second.links[1].responder,
             &third.links[1].responder
         ));

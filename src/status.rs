@@ -31,6 +31,9 @@ pub struct Status {
     pub counters: Counts,
     /// Reloads so far and the last one's result.
     pub reloads: Reloads,
+    /// Services registered over HTTP now.
+    #[serde(default)]
+    pub registrations: u64,
     /// The HTTP endpoint's address, when `[http]` listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<SocketAddr>,
@@ -266,6 +269,7 @@ mod tests {
             ready: true,
             counters: Counts::default(),
             reloads: Reloads::default(),
+            registrations: 0,
             http: None,
             mdns: Some(MdnsStatus {
                 host: "h\u{1b}[31m.local.".into(),

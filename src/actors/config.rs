@@ -128,7 +128,13 @@ impl ConfigActor {
             return self.reject(trigger, errors);
         }
         let previous = self.snapshot.load();
-        match Snapshot::build(&config, &self.registry, &self.source, Some(&previous)) {
+        match Snapshot::build(
+            &config,
+            &self.registry,
+            &self.source,
+            Some(&previous),
+            &previous.services,
+        ) {
             Ok(snapshot) => self.supervisor.do_send(ConfigChanged {
                 diff,
                 config: Arc::new(config),
@@ -214,7 +220,7 @@ impl Handler<Notice> for ConfigActor {
         match notice {
             Notice::Applied(config) => self.applied = config,
             Notice::Reload(trigger) => self.reload(trigger),
-            Notice::Ready { .. } => {}
+            Notice::Ready { .. } | Notice::Services(_) => {}
         }
     }
 }

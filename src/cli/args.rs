@@ -215,6 +215,10 @@ pub(super) struct DiscoverArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub(super) json: bool,
+    /// Send only the discovery request, not the json responder's request
+    /// for the registered services.
+    #[arg(long)]
+    pub(super) no_services: bool,
     /// Also show malformed answers and failed sends.
     #[arg(long, short)]
     pub(super) verbose: bool,
@@ -225,7 +229,7 @@ pub(super) struct DiscoverArgs {
         value_name = "SERVICE_TYPE",
         num_args = 0..=1,
         default_missing_value = crate::DEFAULT_SERVICE_TYPE,
-        conflicts_with_all = ["port", "message", "targets", "broadcast"],
+        conflicts_with_all = ["port", "message", "targets", "broadcast", "no_services"],
     )]
     pub(super) mdns: Option<String>,
 }

@@ -61,6 +61,9 @@ pub(super) fn discover(args: DiscoverArgs) -> ExitCode {
     }
     options.broadcast = args.targets.is_empty() || args.broadcast;
     options.first = args.first;
+    if args.no_services {
+        options.services_request = None;
+    }
     let found = match crate::discover_blocking(&options) {
         Ok(found) => found,
         Err(e) => {

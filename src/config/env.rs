@@ -196,10 +196,11 @@ mod tests {
             "log_format",
             "supervision.retry_after_cleanup.delay",
             "security.rate_limit.sources",
+            "http.max_registrations",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
         }
         assert!(!keys.iter().any(|k| k.starts_with("responders")));
-        assert_eq!(keys.len(), 42, "{keys:?}");
+        assert_eq!(keys.len(), 43, "{keys:?}");
     }
 }

@@ -26,8 +26,7 @@ pub(crate) use diff::ConfigDiff;
 pub use errors::{ConfigError, ConfigErrors, ConfigOrigin};
 pub use load::{ConfigSource, Overrides};
 
-/// The largest UDP payload over IPv4.
-pub(crate) const MAX_DATAGRAM: usize = 65_507;
+pub(crate) use discoveryd_api::MAX_DATAGRAM;
 
 /// The whole configuration of discoveryd.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// The HTTP side: health, metrics, status and reload.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The most registrations `max_registrations` may allow.
+const MAX_REGISTRATIONS: usize = 65_536;
+
+/// The HTTP side: health, metrics, status, reload and registrations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
     /// The address to listen on, such as `127.0.0.1:9998`; unset: no
@@ -23,6 +26,21 @@ pub struct Http {
     /// The Host header values accepted (DNS-rebinding defence); empty:
     /// the loopback names for a loopback listener, anything otherwise.
     pub allowed_hosts: Vec<String>,
+    /// The most services registered at once; beyond, a registration is
+    /// refused (429).
+    pub max_registrations: usize,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token: None,
+            token_file: None,
+            allowed_hosts: Vec::new(),
+            max_registrations: 1024,
+        }
+    }
 }
 
 impl Http {
@@ -56,6 +74,15 @@ impl Http {
                     format!("{listen} is not a loopback address, and no token is set: anyone on the network could reload this service; set http.token or http.token_file, or listen on 127.0.0.1"),
                 ));
             }
+        }
+        if !(1..=MAX_REGISTRATIONS).contains(&self.max_registrations) {
+            out.push((
+                "http.max_registrations".to_owned(),
+                format!(
+                    "{} is out of range; use 1 to {MAX_REGISTRATIONS}",
+                    self.max_registrations
+                ),
+            ));
         }
         for host in &self.allowed_hosts {
             if host.is_empty()

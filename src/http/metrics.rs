@@ -90,7 +90,7 @@ pub(crate) fn encode_status(status: &Status) -> Result<String, std::fmt::Error> 
         &mut registry,
         "registrations",
         "Services registered over HTTP",
-        0,
+        i64::try_from(status.registrations).unwrap_or(i64::MAX),
     );
     gauge(
         &mut registry,

@@ -3,6 +3,7 @@
 //! anything.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 
 use actix::Addr;
 use actix_web::http::{header, StatusCode};
@@ -12,6 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::{Requested, SupervisorActor};
 use crate::handle::Request;
+use crate::services::{check_id, Put, Registration, SpecError};
 use crate::status::Status;
 
 /// The largest request body taken.
@@ -26,11 +28,13 @@ pub(crate) struct Api {
     pub(crate) hosts: Vec<String>,
 }
 
-/// A refused or failed request, answered as `{"error": "..."}`.
+/// A refused or failed request, answered as `{"error": "..."}`, with the
+/// `field` of the body at fault when there is one.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -38,6 +42,17 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            field: None,
+        }
+    }
+}
+
+impl From<SpecError> for ApiError {
+    fn from(e: SpecError) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: e.to_string(),
+            field: Some(e.field),
         }
     }
 }
@@ -54,7 +69,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({ "error": self.message }))
+        let body = match &self.field {
+            Some(field) => json!({ "error": self.message, "field": field }),
+            None => json!({ "error": self.message }),
+        };
+        HttpResponse::build(self.status).json(body)
     }
 }
 
@@ -121,7 +140,24 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/v1/status", web::get().to(status))
-        .route("/v1/reload", web::post().to(reload));
+        .route("/v1/reload", web::post().to(reload))
+        .route("/v1/services", web::get().to(services))
+        .route("/v1/services/{id}", web::put().to(register))
+        .route("/v1/services/{id}", web::delete().to(deregister))
+        .route("/v1/services/{id}/pass", web::put().to(pass))
+        .default_service(web::to(not_found));
+}
+
+/// Anything else.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no endpoint {} {}; see the README's HTTP section for the endpoints",
+            req.method(),
+            req.path().escape_debug()
+        ),
+    ))
 }
 
 /// 200 while the process runs.
@@ -185,4 +221,91 @@ async fn reload(api: web::Data<Api>, req: HttpRequest) -> Result<HttpResponse, A
         _ => StatusCode::OK,
     };
     Ok(HttpResponse::build(code).json(last))
+}
+
+/// The registered services.
+async fn services(api: web::Data<Api>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    api.admit(&req, false)?;
+    let services = api.ask(Request::Services).await?;
+    Ok(HttpResponse::Ok().json(json!({ "services": services })))
+}
+
+/// Registers or refreshes the service `id`: 201 when new, 200 otherwise;
+/// it is in every advertiser (the json responder, mDNS, the registries)
+/// before the answer leaves.
+async fn register(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    api.admit(&req, true)?;
+    let body = body.map_err(|e| {
+        let status = e.as_response_error().status_code();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                format!("the body is over {} KiB; send less TXT", MAX_BODY >> 10),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        }
+    })?;
+    let caller = req
+        .peer_addr()
+        .map_or(IpAddr::V6(Ipv6Addr::LOCALHOST), |a| a.ip());
+    let registration = Registration::parse(&id, &body, caller)?;
+    let cap = api.ask(|tx| Request::Register(registration, tx)).await?;
+    let Some(put) = cap else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "http.max_registrations services are registered already; delete one, wait for one to expire, or raise http.max_registrations",
+        ));
+    };
+    let (code, result) = match put {
+        Put::Created => (StatusCode::CREATED, "created"),
+        Put::Updated => (StatusCode::OK, "updated"),
+        Put::Refreshed => (StatusCode::OK, "refreshed"),
+    };
+    Ok(HttpResponse::build(code).json(json!({ "id": id.as_str(), "result": result })))
+}
+
+/// A heartbeat for the service `id`.
+async fn pass(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    api.admit(&req, true)?;
+    check_id(&id)?;
+    let id = id.into_inner();
+    if !api.ask(|tx| Request::Pass(id.clone(), tx)).await? {
+        return Err(unknown(&id));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "result": "passed" })))
+}
+
+/// Removes the service `id` at once.
+async fn deregister(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    api.admit(&req, true)?;
+    check_id(&id)?;
+    let id = id.into_inner();
+    if !api.ask(|tx| Request::Deregister(id.clone(), tx)).await? {
+        return Err(unknown(&id));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "result": "deleted" })))
+}
+
+fn unknown(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no service `{id}` is registered (never, or it expired); register it with PUT /v1/services/{id}"),
+    )
 }

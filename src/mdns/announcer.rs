@@ -6,6 +6,7 @@
 //! limit are the crate's (README, "mDNS").
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -79,6 +80,10 @@ pub(crate) struct Advert {
     pub(crate) port: u16,
     /// The TXT entries.
     pub(crate) txt: BTreeMap<String, String>,
+    /// Another host's name (under `local.`) and address, for a service
+    /// registered there; `None`: this host, with each interface's own
+    /// addresses.
+    pub(crate) elsewhere: Option<(String, IpAddr)>,
 }
 
 impl Advert {
@@ -88,8 +93,15 @@ impl Advert {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let info = ServiceInfo::new(&self.domain, &self.instance, host, "", self.port, &txt[..])?;
-        Ok(info.enable_addr_auto())
+        Ok(match &self.elsewhere {
+            None => ServiceInfo::new(&self.domain, &self.instance, host, "", self.port, &txt[..])?
+                .enable_addr_auto(),
+            // mdns-sd answers with it only on the interface whose subnet
+            // holds it: mDNS is link-local.
+            Some((host, ip)) => {
+                ServiceInfo::new(&self.domain, &self.instance, host, *ip, self.port, &txt[..])?
+            }
+        })
     }
 }
 

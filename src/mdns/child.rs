@@ -11,7 +11,9 @@ use tracing::warn;
 use super::announcer::{Advert, Announcer, Selection};
 use crate::actors::{Child, ChildContext, Restart, SupervisorActor};
 use crate::config::Config;
+use crate::mdns::Mdns;
 use crate::messages::{ChildExited, Notice};
+use crate::services::{Service, Services};
 use crate::status::Status;
 
 const NAME: &str = "mdns announcer";
@@ -45,6 +47,7 @@ impl Child for MdnsChild {
             shared: Arc::clone(&self.shared),
             config: Arc::clone(&ctx.config),
             bound: ctx.bound.clone(),
+            services: ctx.services.load_full(),
             supervisor: ctx.supervisor.clone(),
             failed: None,
         }
@@ -70,6 +73,8 @@ struct MdnsActor {
     /// The listener's addresses, once it answers: nothing is advertised
     /// before (the advertised port must be answering).
     bound: Vec<SocketAddr>,
+    /// The services registered over HTTP, each advertised too.
+    services: Arc<Services>,
     supervisor: Addr<SupervisorActor>,
     failed: Option<String>,
 }
@@ -96,11 +101,19 @@ impl MdnsActor {
         if !mdns.enabled || self.bound.is_empty() {
             return Ok(());
         }
+        let (_, host) = host_name();
+        let mut adverts = vec![own_advert(&self.config, &self.bound)];
+        adverts.extend(
+            self.services
+                .list
+                .iter()
+                .map(|s| registered_advert(&self.config.mdns, s, &host)),
+        );
         let announcer = match slot.as_mut() {
             Some(announcer) => announcer,
-            None => slot.insert(Announcer::start(wanted, host_name().1)?),
+            None => slot.insert(Announcer::start(wanted, host)?),
         };
-        announcer.advertise(vec![own_advert(&self.config, &self.bound)])
+        announcer.advertise(adverts)
     }
 }
 
@@ -131,6 +144,7 @@ impl Handler<Notice> for MdnsActor {
         match notice {
             Notice::Ready { addrs } => self.bound = addrs,
             Notice::Applied(config) => self.config = config,
+            Notice::Services(services) => self.services = services,
             Notice::Reload(_) => return,
         }
         self.sync(ctx);
@@ -154,6 +168,36 @@ pub(crate) fn own_advert(config: &Config, bound: &[SocketAddr]) -> Advert {
         instance: mdns.instance.clone().unwrap_or_else(|| host_name().0),
         port: config.service_port.unwrap_or(discovery_port),
         txt,
+        elsewhere: None,
+    }
+}
+
+/// A service registered over HTTP, as an instance of the same type: its
+/// id is the instance name, with its name in TXT (`name`) beside its own
+/// entries. One on this host shares this host's name and addresses; one
+/// elsewhere gets a host name of its own, made from its id, with its
+/// address (`own_host`, this host's, is never taken).
+pub(crate) fn registered_advert(mdns: &Mdns, service: &Service, own_host: &str) -> Advert {
+    let mut txt = service.txt.clone();
+    txt.insert("name".into(), service.name.clone());
+    let elsewhere = service.address.map(|ip| {
+        let label: String = service
+            .id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let mut host = format!("{label}.local.");
+        if host.eq_ignore_ascii_case(own_host) {
+            host = format!("{label}-service.local.");
+        }
+        (host, ip)
+    });
+    Advert {
+        domain: mdns.domain(),
+        instance: service.id.clone(),
+        port: service.port,
+        txt,
+        elsewhere,
     }
 }
 
@@ -168,6 +212,8 @@ fn host_name() -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -192,5 +238,29 @@ mod tests {
         let advert = own_advert(&config, &bound);
         assert_eq!(advert.port, 8000, "service_port is the advertised port");
         assert_eq!(advert.txt["port"], "9999", "TXT keeps the discovery port");
+    }
+
+    #[test]
+    fn a_registered_service_is_an_instance_of_its_own() {
+        let mdns = Mdns::default();
+        let txt = [("role".to_owned(), "db".to_owned())].into();
+        let here = Service::new("api.1", "api", None, 8080, txt);
+        let advert = registered_advert(&mdns, &here, "lab.local.");
+        assert_eq!(advert.instance, "api.1");
+        assert_eq!(advert.port, 8080);
+        assert_eq!(advert.txt["name"], "api");
+        assert_eq!(advert.txt["role"], "db");
+        assert_eq!(advert.elsewhere, None, "this host's name and addresses");
+
+        let ip = "192.0.2.7".parse().unwrap();
+        let there = Service::new("api.1", "api", Some(ip), 8080, BTreeMap::new());
+        let advert = registered_advert(&mdns, &there, "lab.local.");
+        assert_eq!(advert.elsewhere, Some(("api-1.local.".to_owned(), ip)));
+        let named_like_us = Service::new("lab", "api", Some(ip), 1, BTreeMap::new());
+        let advert = registered_advert(&mdns, &named_like_us, "lab.local.");
+        assert_eq!(
+            advert.elsewhere,
+            Some(("lab-service.local.".to_owned(), ip))
+        );
     }
 }

@@ -66,13 +66,13 @@ impl Mdns {
     /// `key=value` for each entry, with the `port` (5 digits at most) and,
     /// given, the `message` entries discoveryd adds.
     pub(crate) fn txt_record_size(&self, message: Option<&str>) -> usize {
-        let entry = |key: &str, value: usize| 1 + key.len() + 1 + value;
-        self.txt
-            .iter()
-            .map(|(k, v)| entry(k, v.len()))
-            .chain([entry("port", "65535".len())])
-            .chain(message.map(|m| entry("message", m.len())))
-            .sum()
+        txt_size(
+            self.txt
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.len()))
+                .chain([("port", "65535".len())])
+                .chain(message.map(|m| ("message", m.len()))),
+        )
     }
 
     /// What is wrong, as (dotted key, reason with the fix), whether or
@@ -107,28 +107,55 @@ impl Mdns {
                 format!("`{name}` is in both mdns.interfaces and mdns.exclude_interfaces; keep it in one"),
             ));
         }
-        for (key, value) in &self.txt {
-            if let Err(reason) = check_txt(key, value) {
-                out.push((format!("mdns.txt.{}", key.escape_debug()), reason));
-            }
-        }
-        // Keys are case-insensitive (RFC 6763 section 6.4): of `Role` and
-        // `role`, one would be dropped on the wire.
-        let keys: Vec<&String> = self.txt.keys().collect();
-        for (i, key) in keys.iter().enumerate() {
-            if let Some(same) = keys[..i].iter().find(|k| k.eq_ignore_ascii_case(key)) {
-                out.push((
-                    format!("mdns.txt.{}", key.escape_debug()),
-                    format!(
-                        "`{}` and `{}` are the same TXT key (keys are case-insensitive, RFC 6763 section 6.4), and one would be dropped; keep one",
-                        same.escape_debug(),
-                        key.escape_debug()
-                    ),
-                ));
-            }
-        }
+        out.extend(
+            txt_problems(&self.txt, &RESERVED_TXT, "the discovery")
+                .into_iter()
+                .map(|(key, reason)| (format!("mdns.txt.{key}"), reason)),
+        );
         out
     }
+}
+
+/// What is wrong with TXT entries, as (the key escaped, reason with the
+/// fix): each entry on its own (printable ASCII key without `=`, none of
+/// the `reserved` keys discoveryd sets, whose values are `what`, and
+/// `key=value` within 255 bytes, RFC 6763 section 6), and keys that differ
+/// only in case (section 6.4: one of `Role` and `role` would be dropped on
+/// the wire).
+pub(crate) fn txt_problems(
+    txt: &BTreeMap<String, String>,
+    reserved: &[&str],
+    what: &str,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (key, value) in txt {
+        if let Err(reason) = check_txt(key, value, reserved, what) {
+            out.push((key.escape_debug().to_string(), reason));
+        }
+    }
+    let keys: Vec<&String> = txt.keys().collect();
+    for (i, key) in keys.iter().enumerate() {
+        if let Some(same) = keys[..i].iter().find(|k| k.eq_ignore_ascii_case(key)) {
+            out.push((
+                key.escape_debug().to_string(),
+                format!(
+                    "`{}` and `{}` are the same TXT key (keys are case-insensitive, RFC 6763 section 6.4), and one would be dropped; keep one",
+                    same.escape_debug(),
+                    key.escape_debug()
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// The size of a TXT record on the wire: a length byte and `key=value`
+/// for each entry.
+pub(crate) fn txt_size<'a>(entries: impl IntoIterator<Item = (&'a str, usize)>) -> usize {
+    entries
+        .into_iter()
+        .map(|(key, value)| 1 + key.len() + 1 + value)
+        .sum()
 }
 
 /// `_name._udp` from `_name._udp`, `_name._udp.local` or `_name._udp.local.`
@@ -247,18 +274,19 @@ fn check_interface(name: &str) -> Result<(), String> {
     }
 }
 
-/// A TXT entry: a printable ASCII key without `=`, not one discoveryd
-/// sets, and `key=value` within 255 bytes (RFC 6763 section 6).
-fn check_txt(key: &str, value: &str) -> Result<(), String> {
+/// A TXT entry: a printable ASCII key without `=`, none of the `reserved`
+/// keys discoveryd sets (to `what` {key}), and `key=value` within 255 bytes
+/// (RFC 6763 section 6).
+fn check_txt(key: &str, value: &str, reserved: &[&str], what: &str) -> Result<(), String> {
     let shown = key.escape_debug();
     if key.is_empty() || !key.bytes().all(|b| (0x20..=0x7e).contains(&b) && b != b'=') {
         return Err(format!(
             "`{shown}` is not a TXT key: use printable ASCII without `=`"
         ));
     }
-    if RESERVED_TXT.iter().any(|r| r.eq_ignore_ascii_case(key)) {
+    if reserved.iter().any(|r| r.eq_ignore_ascii_case(key)) {
         return Err(format!(
-            "`{shown}` is set by discoveryd (the discovery {shown}); use another key"
+            "`{shown}` is set by discoveryd ({what} {shown}); use another key"
         ));
     }
     let len = key.len() + 1 + value.len();

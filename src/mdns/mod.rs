@@ -24,7 +24,7 @@ pub use browser::{
 };
 pub(crate) use child::MdnsChild;
 pub use config::Mdns;
-pub(crate) use config::MAX_TXT_ENTRY;
+pub(crate) use config::{txt_problems, txt_size, MAX_INSTANCE, MAX_TXT_ENTRY};
 
 /// Avahi's client socket: something answers on it while avahi-daemon runs.
 const AVAHI_SOCKET: &str = "/run/avahi-daemon/socket";

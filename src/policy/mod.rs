@@ -313,6 +313,17 @@ impl Policy {
     pub(crate) fn reply_fits(&self, request: usize, reply: usize, ipv6: bool) -> bool {
         fits(request, reply, ipv6, self.max_amplification)
     }
+
+    /// The longest answer [`Policy::reply_fits`] lets through for a
+    /// `request` of that many bytes (at most one datagram), which
+    /// responders size their answers to.
+    pub(crate) fn max_reply(&self, request: usize, ipv6: bool) -> usize {
+        let h = wire_overhead(ipv6);
+        let wire = ((request + h) as f64 * self.max_amplification).floor();
+        (wire as usize)
+            .saturating_sub(h)
+            .min(crate::config::MAX_DATAGRAM)
+    }
 }
 
 /// The IP and UDP headers in front of every datagram: 20 + 8 bytes over
@@ -452,5 +463,19 @@ mod tests {
         assert!(!p.reply_fits(10, 87, false));
         assert!(p.reply_fits(10, 126, true));
         assert!(!p.reply_fits(10, 127, true));
+        // max_reply is the longest answer reply_fits takes.
+        for (request, ipv6) in [
+            (1, false),
+            (10, false),
+            (10, true),
+            (1024, false),
+            (40_000, true),
+        ] {
+            let max = p.max_reply(request, ipv6);
+            assert!(p.reply_fits(request, max, ipv6) || max == 65_507);
+            assert!(!p.reply_fits(request, max + 1, ipv6) || max == 65_507);
+        }
+        assert_eq!(p.max_reply(10, false), 86);
+        assert_eq!(p.max_reply(40_000, false), 65_507);
     }
 }

@@ -8,23 +8,29 @@ use std::time::{Duration, Instant};
 
 use crate::util::{loopback, output, settled, Client, ConfigDir, Daemon, DEADLINE};
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 /// An HTTP/1.1 answer: its status code and body.
 #[derive(Debug)]
-struct Answer {
-    code: u16,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) code: u16,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
     }
 }
 
 /// One request on its own connection; `headers` are extra lines.
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
+pub(crate) fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Answer {
     let mut stream = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut head = format!(
@@ -54,16 +60,19 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &
     Answer { code, body }
 }
 
-fn get(addr: SocketAddr, path: &str) -> Answer {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> Answer {
     request(addr, "GET", path, &[], b"")
 }
 
 /// A daemon with `[http]` on an ephemeral loopback port (plus `extra`
 /// keys in the table); its UDP port and HTTP address.
-fn daemon_with_http(extra: &str) -> (ConfigDir, Daemon, u16, SocketAddr) {
-    let config = ConfigDir::new(&loopback(&format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n{extra}\n"
-    )));
+pub(crate) fn daemon_with_http(extra: &str) -> (ConfigDir, Daemon, u16, SocketAddr) {
+    daemon_with(&format!("[http]\nlisten = \"127.0.0.1:0\"\n{extra}\n"))
+}
+
+/// A daemon with this config (which sets `[http]`).
+pub(crate) fn daemon_with(toml: &str) -> (ConfigDir, Daemon, u16, SocketAddr) {
+    let config = ConfigDir::new(&loopback(toml));
     let (daemon, port) = Daemon::run(&config, &[]);
     let status = settled(|| daemon.status(), |s| s["http"].is_string());
     let addr = status["http"]

@@ -19,6 +19,7 @@ mod lifecycle;
 mod logs;
 mod operators;
 mod plugins;
+mod registrations;
 mod reload;
 mod security;
 mod service;

@@ -15,7 +15,14 @@
 //! - **No blocking, no allocation.** Write the reply into the buffer you
 //!   are given, whose capacity is kept from one datagram to the next.
 //! - **Panics** are caught, and restart the listener.
+//! - **Registered services.** [`ResponderContext::services`] lists the
+//!   services registered with the daemon (over HTTP) when the responder is
+//!   built; a responder that reads them is built again whenever they
+//!   change, and the others are kept.
+//! - **Size.** [`Request::max_reply`] is the longest answer the daemon's
+//!   defences will send for the request: anything longer is dropped.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -38,10 +45,19 @@ pub struct Request<'a> {
     /// The address to advertise: `advertise_ip` when configured, otherwise
     /// the local address the datagram arrived on.
     pub advertised_ip: IpAddr,
+    /// The longest answer, in bytes, that the daemon will send for this
+    /// request: longer answers are dropped (the amplification cap, at most
+    /// [`MAX_DATAGRAM`]). A responder with an answer of variable size
+    /// fits it within this.
+    pub max_reply: usize,
 }
 
+/// The largest UDP payload over IPv4.
+pub const MAX_DATAGRAM: usize = 65_507;
+
 impl<'a> Request<'a> {
-    /// A request (for the daemon, and for plugins' own tests).
+    /// A request (for the daemon, and for plugins' own tests), whose
+    /// answer may be up to [`MAX_DATAGRAM`] bytes.
     pub fn new(
         payload: &'a [u8],
         peer: SocketAddr,
@@ -53,6 +69,15 @@ impl<'a> Request<'a> {
             peer,
             local,
             advertised_ip,
+            max_reply: MAX_DATAGRAM,
+        }
+    }
+
+    /// The same request, whose answer may be at most `max_reply` bytes.
+    pub fn with_max_reply(self, max_reply: usize) -> Self {
+        Self {
+            max_reply: max_reply.min(MAX_DATAGRAM),
+            ..self
         }
     }
 }
@@ -103,8 +128,47 @@ impl Globals {
     }
 }
 
+/// A service registered with the daemon (`PUT /v1/services/{id}`), as
+/// responders may list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Service {
+    /// The id it was registered under (unique).
+    pub id: String,
+    /// Its name (several instances may share one).
+    pub name: String,
+    /// Its address; `None`: this host, whose address is the one the
+    /// request arrived on ([`Request::advertised_ip`]), as for the
+    /// daemon's own service.
+    pub address: Option<IpAddr>,
+    /// Its port.
+    pub port: u16,
+    /// Free-form `key = value` metadata.
+    pub txt: BTreeMap<String, String>,
+}
+
+impl Service {
+    /// A service (for the daemon, and for plugins' own tests).
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        address: Option<IpAddr>,
+        port: u16,
+        txt: BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            address,
+            port,
+            txt,
+        }
+    }
+}
+
 /// What a plugin factory gets to build one responder: its own config
-/// section, the daemon-wide settings, and the name to log under.
+/// section, the daemon-wide settings, the registered services, and the
+/// name to log under.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct ResponderContext<'a> {
@@ -114,16 +178,43 @@ pub struct ResponderContext<'a> {
     pub options: &'a Table,
     /// The daemon-wide settings.
     pub globals: &'a Globals,
+    services: &'a [Service],
+    /// Set once the factory has read the services.
+    read_services: Option<&'a Cell<bool>>,
 }
 
 impl<'a> ResponderContext<'a> {
-    /// A context (for the daemon, and for plugins' own tests).
+    /// A context (for the daemon, and for plugins' own tests), with no
+    /// registered service.
     pub fn new(name: &'a str, options: &'a Table, globals: &'a Globals) -> Self {
         Self {
             name,
             options,
             globals,
+            services: &[],
+            read_services: None,
         }
+    }
+
+    /// The same context with these registered services; `read` is set when
+    /// the factory reads them ([`ResponderContext::services`]), so that the
+    /// daemon builds again, when they change, only the responders that
+    /// read them.
+    pub fn with_services(self, services: &'a [Service], read: Option<&'a Cell<bool>>) -> Self {
+        Self {
+            services,
+            read_services: read,
+            ..self
+        }
+    }
+
+    /// The services registered with the daemon now, sorted by id. A
+    /// responder that calls this is built again whenever they change.
+    pub fn services(&self) -> &'a [Service] {
+        if let Some(read) = self.read_services {
+            read.set(true);
+        }
+        self.services
     }
 
     /// Deserializes this responder's options into the plugin's own config

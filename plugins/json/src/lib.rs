@@ -11,19 +11,29 @@
 //! room = "lab"
 //! ```
 //!
-//! The answer is `{"name":…,"version":…,"ip":…,"service_port":…,"metadata":{…}}`.
+//! The answer is
+//! `{"name":…,"version":…,"ip":…,"service_port":…,"metadata":{…},"services":[…],"services_total":N}`,
+//! where `services` lists the services registered with the daemon (over
+//! HTTP), sorted by id, each `{"id","name","address","port","txt"}`; a
+//! service on the daemon's own host has the address the request arrived
+//! on, as `ip` does.
+//!
 //! It is larger than the request, and discoveryd never answers with more
 //! than `security.max_amplification` (3) times the request's size on the
 //! wire (IP and UDP headers included: 28 bytes over IPv4, 48 over IPv6), so
 //! clients pad the request with spaces or NUL bytes: over IPv4, to at least
-//! `(document + 28) / 3 - 28` bytes. The padding is accepted.
-//! Everything but `ip` is rendered once, when the responder is built, so
-//! answering costs one copy and one address formatting.
+//! `(document + 28) / 3 - 28` bytes. The padding is accepted. The services
+//! that do not fit in what the request allows are left out, from the end:
+//! `services_total` says how many there are in all.
+//!
+//! Everything but the addresses is rendered once, when the responder is
+//! built (again when the registered services change), so answering costs
+//! copies and one address formatting, and no allocation.
 
 use std::io::Write as _;
 
 use discoveryd_api::{
-    Action, BuildError, Registry, RegistryError, Request, Responder, ResponderContext,
+    Action, BuildError, Registry, RegistryError, Request, Responder, ResponderContext, Service,
 };
 use serde::Deserialize;
 
@@ -88,16 +98,58 @@ fn build(ctx: &ResponderContext<'_>) -> Result<Box<dyn Responder>, BuildError> {
         json(&options.name),
         json(&options.version),
     );
-    let tail = format!(
-        "\",\"service_port\":{},\"metadata\":{}}}",
+    let middle = format!(
+        "\",\"service_port\":{},\"metadata\":{},\"services\":[",
         json(&service_port),
         json(&options.metadata),
     );
+    let services = ctx.services();
+    let tail = format!("],\"services_total\":{}}}", services.len());
     Ok(Box::new(JsonResponder {
         message: options.message.into_bytes(),
         head: head.into_bytes(),
+        middle: middle.into_bytes(),
+        services: services.iter().map(Fragment::of).collect(),
         tail: tail.into_bytes(),
     }))
+}
+
+/// A registered service's entry in `services`, rendered but for the
+/// address of a service on this host: `before`, the address the request
+/// arrived on, `after`.
+struct Fragment {
+    before: Vec<u8>,
+    after: Option<Vec<u8>>,
+}
+
+impl Fragment {
+    fn of(service: &Service) -> Self {
+        let head = format!(
+            "{{\"id\":{},\"name\":{},\"address\":",
+            json(&service.id),
+            json(&service.name)
+        );
+        let tail = format!(
+            ",\"port\":{},\"txt\":{}}}",
+            service.port,
+            json(&service.txt)
+        );
+        match service.address {
+            Some(ip) => Self {
+                before: format!("{head}\"{ip}\"{tail}").into_bytes(),
+                after: None,
+            },
+            None => Self {
+                before: format!("{head}\"").into_bytes(),
+                after: Some(format!("\"{tail}").into_bytes()),
+            },
+        }
+    }
+
+    /// Its length with an address of `ip_len` bytes.
+    fn len(&self, ip_len: usize) -> usize {
+        self.before.len() + self.after.as_ref().map_or(0, |a| ip_len + a.len())
+    }
 }
 
 /// Renders a config value as JSON text.
@@ -108,6 +160,8 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
 struct JsonResponder {
     message: Vec<u8>,
     head: Vec<u8>,
+    middle: Vec<u8>,
+    services: Vec<Fragment>,
     tail: Vec<u8>,
 }
 
@@ -123,8 +177,27 @@ impl Responder for JsonResponder {
             return Action::Pass;
         }
         reply.extend_from_slice(&self.head);
+        let start = reply.len();
         // Writing to a Vec cannot fail.
         let _ = write!(reply, "{}", request.advertised_ip);
+        let ip = start..reply.len();
+        reply.extend_from_slice(&self.middle);
+        // The services that fit, in order: a longer answer would be dropped.
+        let room = request.max_reply.saturating_sub(self.tail.len());
+        for (i, service) in self.services.iter().enumerate() {
+            let comma = usize::from(i > 0);
+            if reply.len() + comma + service.len(ip.len()) > room {
+                break;
+            }
+            if comma == 1 {
+                reply.push(b',');
+            }
+            reply.extend_from_slice(&service.before);
+            if let Some(after) = &service.after {
+                reply.extend_from_within(ip.clone());
+                reply.extend_from_slice(after);
+            }
+        }
         reply.extend_from_slice(&self.tail);
         Action::Reply
     }
@@ -139,20 +212,77 @@ mod tests {
         options: &str,
         service_port: Option<u16>,
     ) -> Result<Box<dyn Responder>, BuildError> {
-        let options: toml::Table = options.parse().unwrap();
-        let globals = Globals::new("DISCOVER_SERVER", "SERVER_IP:", service_port);
-        build(&ResponderContext::new("json", &options, &globals))
+        with_services(options, service_port, &[])
     }
 
-    fn ask(r: &dyn Responder, payload: &[u8]) -> (Action, Vec<u8>) {
+    fn with_services(
+        options: &str,
+        service_port: Option<u16>,
+        services: &[Service],
+    ) -> Result<Box<dyn Responder>, BuildError> {
+        let options: toml::Table = options.parse().unwrap();
+        let globals = Globals::new("DISCOVER_SERVER", "SERVER_IP:", service_port);
+        build(&ResponderContext::new("json", &options, &globals).with_services(services, None))
+    }
+
+    fn ask_within(r: &dyn Responder, payload: &[u8], max_reply: usize) -> (Action, Vec<u8>) {
         let request = Request::new(
             payload,
             "192.0.2.7:5000".parse().unwrap(),
             "192.0.2.1:9999".parse().unwrap(),
             "192.0.2.1".parse().unwrap(),
-        );
+        )
+        .with_max_reply(max_reply);
         let mut reply = Vec::new();
         (r.respond(&request, &mut reply), reply)
+    }
+
+    fn ask(r: &dyn Responder, payload: &[u8]) -> (Action, Vec<u8>) {
+        ask_within(r, payload, usize::MAX)
+    }
+
+    #[test]
+    fn lists_the_registered_services_that_fit() {
+        let txt = [("role".to_owned(), "db".to_owned())].into();
+        let services = [
+            Service::new("a", "api", None, 8080, txt),
+            Service::new(
+                "b",
+                "api",
+                Some("198.51.100.4".parse().unwrap()),
+                8081,
+                Default::default(),
+            ),
+            Service::new("c", "cache", None, 6379, Default::default()),
+        ];
+        let r = with_services("", None, &services).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&ask(r.as_ref(), b"DISCOVER_JSON").1).unwrap();
+        assert_eq!(doc["services_total"], 3);
+        let listed = doc["services"].as_array().unwrap();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(listed[0]["id"], "a");
+        assert_eq!(
+            listed[0]["address"], "192.0.2.1",
+            "this host: the arrival address"
+        );
+        assert_eq!(listed[0]["txt"]["role"], "db");
+        assert_eq!(listed[1]["address"], "198.51.100.4");
+        assert_eq!(listed[1]["port"], 8081);
+        assert_eq!(listed[2]["name"], "cache");
+
+        // Room for the document and one service: the rest is left out,
+        // and what is sent still parses, within the limit.
+        let full = ask(r.as_ref(), b"DISCOVER_JSON").1.len();
+        let limit = full - 60;
+        let (_, reply) = ask_within(r.as_ref(), b"DISCOVER_JSON", limit);
+        assert!(reply.len() <= limit, "{} > {limit}", reply.len());
+        let doc: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(doc["services"].as_array().unwrap().len(), 2);
+        assert_eq!(doc["services_total"], 3);
+        let none: serde_json::Value =
+            serde_json::from_slice(&ask_within(r.as_ref(), b"DISCOVER_JSON", 130).1).unwrap();
+        assert_eq!(none["services"], serde_json::json!([]));
     }
 
     #[test]
@@ -171,6 +301,8 @@ mod tests {
         assert_eq!(doc["service_port"], 8080);
         assert_eq!(doc["metadata"]["room"], "lab");
         assert_eq!(doc["metadata"]["floor"], 3);
+        assert_eq!(doc["services"], serde_json::json!([]));
+        assert_eq!(doc["services_total"], 0);
     }
 
     #[test]

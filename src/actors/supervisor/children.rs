@@ -40,6 +40,8 @@ pub(crate) struct ChildContext {
     pub(crate) observer: Arc<dyn Observer>,
     /// The listener's addresses once it answers; empty before.
     pub(crate) bound: Vec<SocketAddr>,
+    /// The services registered now.
+    pub(crate) services: crate::services::Store,
 }
 
 /// How a child is restarted when it fails.

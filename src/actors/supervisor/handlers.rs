@@ -28,7 +28,7 @@ pub(crate) struct Requested(pub(crate) Request);
 impl Handler<Requested> for SupervisorActor {
     type Result = ();
 
-    fn handle(&mut self, Requested(request): Requested, _: &mut Context<Self>) {
+    fn handle(&mut self, Requested(request): Requested, ctx: &mut Context<Self>) {
         match request {
             Request::Status(reply) => drop(reply.send(self.status())),
             Request::Reload => self
@@ -38,6 +38,14 @@ impl Handler<Requested> for SupervisorActor {
                 self.reload_waiters.push(reply);
                 self.children
                     .notify(&Notice::Reload(ReloadTrigger::Request));
+            }
+            Request::Register(registration, reply) => {
+                let _ = reply.send(self.register(registration, ctx));
+            }
+            Request::Pass(id, reply) => drop(reply.send(self.pass(&id, ctx))),
+            Request::Deregister(id, reply) => drop(reply.send(self.deregister(&id, ctx))),
+            Request::Services(reply) => {
+                drop(reply.send(self.services.table.list(Instant::now())));
             }
         }
     }

@@ -10,6 +10,7 @@ mod children;
 mod handlers;
 mod machine;
 mod report;
+mod services;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -100,6 +101,8 @@ pub(crate) struct SupervisorActor {
     stop_reason: Option<ShutdownReason>,
     /// Who waits for the result of the next reload.
     reload_waiters: Vec<tokio::sync::oneshot::Sender<crate::status::LastReload>>,
+    /// The services registered over HTTP.
+    services: services::Registry,
     done: Option<oneshot::Sender<Outcome>>,
 }
 
@@ -137,6 +140,7 @@ impl SupervisorActor {
             subnets: SubnetWatch::default(),
             stop_reason: None,
             reload_waiters: Vec::new(),
+            services: services::Registry::default(),
             done: Some(done),
         }
     }
@@ -150,6 +154,7 @@ impl SupervisorActor {
             snapshot: Arc::clone(&self.shared.snapshot),
             observer: Arc::clone(&self.observer),
             bound: self.machine.bound().to_vec(),
+            services: Arc::clone(&self.services.store),
         }
     }
 
@@ -289,6 +294,7 @@ impl SupervisorActor {
             config,
             snapshot,
         } = reload;
+        let snapshot = self.with_current_services(snapshot, &config);
         self.shared.snapshot.store(snapshot);
         self.log.apply(&config);
         if self.log.follows_rust_log() {

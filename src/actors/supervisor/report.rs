@@ -66,6 +66,7 @@ impl SupervisorActor {
                 restarts: load(&c.restarts),
             },
             reloads: self.reloads.clone(),
+            registrations: self.services.table.len() as u64,
             http: None,
             mdns: None,
         };
