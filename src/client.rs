@@ -575,10 +575,16 @@ impl Collector<'_> {
         let Ok(document) = serde_json::from_slice::<ServicesDocument>(reply) else {
             return false;
         };
-        // One document per source and request: more is a flood.
-        if !self.documents.insert(from) {
+        // One document per source, and as many sources as servers: more
+        // is a flood.
+        if self.documents.contains(&from) {
             return true;
         }
+        if self.documents.len() >= MAX_SERVERS {
+            self.discovery.dropped += 1;
+            return true;
+        }
+        self.documents.insert(from);
         let listed = document.services.len();
         self.discovery.services_left_out += document.services_total.saturating_sub(listed) as u64;
         for mut service in document.services {

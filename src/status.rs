@@ -206,6 +206,13 @@ impl fmt::Display for Status {
                 c.undelayed
             )?;
         }
+        if self.registrations > 0 {
+            writeln!(
+                f,
+                "  services:    {} registered over HTTP (GET /v1/services lists them)",
+                self.registrations
+            )?;
+        }
         if !c.refused.is_empty() {
             let reasons: Vec<String> = c.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
             writeln!(f, "  refused:     {}", reasons.join(", "))?;

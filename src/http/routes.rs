@@ -79,7 +79,7 @@ impl ResponseError for ApiError {
 
 impl Api {
     /// Refuses a request with a Host header not allowed, or, when it
-    /// `changes` anything, without the token.
+    /// `changes` anything, from a web page or without the token.
     fn admit(&self, req: &HttpRequest, changes: bool) -> Result<(), ApiError> {
         if !self.hosts.is_empty() {
             let host = req
@@ -93,6 +93,15 @@ impl Api {
                     format!("Host {host:?} is not served here; add it to http.allowed_hosts"),
                 ));
             }
+        }
+        // A web page may send a request to a loopback listener (one that
+        // needs no preflight, such as an empty POST); a browser always says
+        // where it comes from, a client of this API never needs to.
+        if changes && req.headers().contains_key(header::ORIGIN) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "requests from web pages (with an Origin header) cannot change anything here; send them from a program",
+            ));
         }
         if let (true, Some(token)) = (changes, &self.token) {
             let given = req

@@ -4,8 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, Addr, Context, Handler, Recipient};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Recipient};
 use tracing::warn;
 
 use super::announcer::{Advert, Announcer, Selection};
@@ -48,6 +49,8 @@ impl Child for MdnsChild {
             config: Arc::clone(&ctx.config),
             bound: ctx.bound.clone(),
             services: ctx.services.load_full(),
+            services_synced: None,
+            services_pending: false,
             supervisor: ctx.supervisor.clone(),
             failed: None,
         }
@@ -75,9 +78,18 @@ struct MdnsActor {
     bound: Vec<SocketAddr>,
     /// The services registered over HTTP, each advertised too.
     services: Arc<Services>,
+    /// When they were last advertised, and whether a sync waits for the
+    /// end of the quiet time.
+    services_synced: Option<Instant>,
+    services_pending: bool,
     supervisor: Addr<SupervisorActor>,
     failed: Option<String>,
 }
+
+/// The shortest time between two syncs for registration changes: a burst
+/// of them (or a client churning) is advertised once, never as a storm of
+/// probes and goodbyes on the network.
+const SERVICES_QUIET: Duration = Duration::from_millis(100);
 
 impl MdnsActor {
     fn sync(&mut self, ctx: &mut Context<Self>) {
@@ -144,10 +156,36 @@ impl Handler<Notice> for MdnsActor {
         match notice {
             Notice::Ready { addrs } => self.bound = addrs,
             Notice::Applied(config) => self.config = config,
-            Notice::Services(services) => self.services = services,
+            Notice::Services(services) => {
+                self.services = services;
+                return self.services_changed(ctx);
+            }
             Notice::Reload(_) => return,
         }
         self.sync(ctx);
+    }
+}
+
+impl MdnsActor {
+    /// Advertises the registered services now, or at the end of the quiet
+    /// time after the last time.
+    fn services_changed(&mut self, ctx: &mut Context<Self>) {
+        if self.services_pending {
+            return;
+        }
+        let wait = self.services_synced.map_or(Duration::ZERO, |at| {
+            SERVICES_QUIET.saturating_sub(at.elapsed())
+        });
+        if wait.is_zero() {
+            self.services_synced = Some(Instant::now());
+            return self.sync(ctx);
+        }
+        self.services_pending = true;
+        ctx.run_later(wait, |actor, ctx| {
+            actor.services_pending = false;
+            actor.services_synced = Some(Instant::now());
+            actor.sync(ctx);
+        });
     }
 }
 

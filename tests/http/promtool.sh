@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # /metrics against Prometheus's own linter: discoveryd with [http] on an
-# ephemeral loopback port, one discovery answered and one refused, then
+# ephemeral loopback port, one discovery answered and one refused, a
+# service registered, then
 # `promtool check metrics` (Debian's prometheus package) on the scrape.
 # Loopback only. Fails loudly if promtool is missing.
 set -uo pipefail
@@ -32,6 +33,9 @@ s.settimeout(2)
 s.sendto(b"DISCOVER_SERVER", ("127.0.0.1", port))
 assert s.recv(64) == b"SERVER_IP:127.0.0.1"
 s.sendto(b"", ("127.0.0.1", port))  # refused: empty
+put = urllib.request.Request("http://%s/v1/services/api-1" % http, method="PUT",
+                             data=b'{"name": "api", "port": 8080, "ttl": "1m"}')
+assert urllib.request.urlopen(put, timeout=5).status == 201
 print(urllib.request.urlopen("http://%s/metrics" % http, timeout=5).read().decode(), end="")
 PY
 echo "scraped $(wc -l < "$WORK/metrics") lines from http://$http/metrics"
@@ -42,3 +46,5 @@ else
 fi
 grep -q '^discoveryd_answers_total 1$' "$WORK/metrics" || die "answers_total is not 1: $(cat "$WORK/metrics")"
 echo "ok - the scrape counts the answered request"
+grep -q '^discoveryd_registrations 1$' "$WORK/metrics" || die "registrations is not 1: $(cat "$WORK/metrics")"
+echo "ok - and the registered service"

@@ -212,6 +212,23 @@ fn a_token_guards_reload_and_the_host_header_is_checked() {
     );
     assert_eq!(right.code, 200, "{right:?}");
     assert_eq!(get(http, "/livez").code, 200, "reading needs no token");
+    // A web page's request (a browser sends it without a preflight, and
+    // says where it comes from) changes nothing, token or not.
+    let from_a_page = request(
+        http,
+        "POST",
+        "/v1/reload",
+        &[
+            &format!("Authorization: Bearer {TOKEN}"),
+            "Origin: http://attacker.example",
+        ],
+        b"",
+    );
+    assert_eq!(from_a_page.code, 403, "{from_a_page:?}");
+    assert!(from_a_page.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("Origin"));
 
     // A page on another site, resolving its name to 127.0.0.1 (DNS
     // rebinding), sends its own name as the Host.

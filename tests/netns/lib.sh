@@ -95,6 +95,8 @@ netns_cleanup() {
   for ns in "${NAMESPACES[@]}"; do
     ip netns del "$TAG-$ns" 2> /dev/null
   done
+  # NETNS_KEEP=DIR keeps the logs and outputs, to read after a failure.
+  [ -n "${NETNS_KEEP:-}" ] && cp -r "$WORK" "$NETNS_KEEP"
   rm -rf "$WORK"
 }
 

@@ -57,8 +57,22 @@ counter() {
 }
 
 srv_config() { # srv_config INSTANCE ROLE [EXTRA MDNS LINES]
-  printf 'service_port = 8080\npidfile = "%s"\n[mdns]\nenabled = true\ninstance = "%s"\n%s\n[mdns.txt]\nrole = "%s"\n' \
+  printf 'service_port = 8080\npidfile = "%s"\n[http]\nlisten = "127.0.0.1:0"\n[mdns]\nenabled = true\ninstance = "%s"\n%s\n[mdns.txt]\nrole = "%s"\n' \
     "$WORK/srv.pid" "$1" "${3:-}" "$2"
+}
+# api METHOD PATH [BODY]: a request to srv's HTTP endpoint (on its loopback,
+# so a registration without an address is srv's own host's); prints the
+# status code and the body.
+api() {
+  local http
+  http=$(in_ns srv "$BIN" status --json --pidfile "$WORK/srv.pid" | python3 -c 'import json, sys; print(json.load(sys.stdin)["http"])')
+  in_ns srv python3 -c '
+import sys, urllib.request, urllib.error
+req = urllib.request.Request("http://%s%s" % (sys.argv[1], sys.argv[3]), method=sys.argv[2],
+                             data=sys.argv[4].encode() if len(sys.argv) > 4 else None)
+try:
+    with urllib.request.urlopen(req, timeout=5) as r: print(r.status, r.read().decode())
+except urllib.error.HTTPError as e: print(e.code, e.read().decode())' "$http" "$@"
 }
 
 # --- start-up: probing, then at least two announcements a second apart --------
@@ -203,6 +217,53 @@ kill "$browser" 2> /dev/null; wait "$browser" 2> /dev/null
 srv_config lab-scanner scanner | write_config "$WORK/srv.toml"
 wait_until 5 "the TXT back to scanner" grep -q 'mdns.txt.role' <(grep "config reloaded" "$WORK/srv.out" | tail -1) \
   || die "srv did not reload its TXT back"
+
+# --- services registered over HTTP ------------------------------------------------
+# One elsewhere on A (its own address and host name), one on srv itself.
+zc ca "$TYPE" --timeout 4 > "$WORK/reg-a.out" &
+browser=$!
+zc cb "$TYPE" --timeout 4 > "$WORK/reg-b.out" &
+browser_b=$!
+wait_until 5 "the browser on ca ready" grep -q '"ready"' "$WORK/reg-a.out" || die "zeroconf did not start on ca"
+wait_until 5 "the browser on cb ready" grep -q '"ready"' "$WORK/reg-b.out" || die "zeroconf did not start on cb"
+t_put=$(mono_now)
+check "PUT /v1/services/worker-1 (address 192.0.2.40, on A) is accepted" \
+  expect "the answer" "$(api PUT /v1/services/worker-1 '{"name": "judge", "port": 7000, "ttl": "30s", "address": "192.0.2.40", "txt": {"role": "grader"}}')" \
+  '201 {"id":"worker-1","result":"created"}'
+check "PUT /v1/services/here-1 (no address, from srv's loopback: srv itself) is accepted" \
+  expect "the answer" "$(api PUT /v1/services/here-1 '{"name": "api", "port": 7001, "ttl": "30s"}' | cut -d' ' -f1)" 201
+wait "$browser"; wait "$browser_b"
+check "python-zeroconf on A resolves worker-1 at its own address, port and TXT" \
+  expect "zeroconf on ca" "$(resolved worker-1 < "$WORK/reg-a.out")" "worker-1|192.0.2.40|7000|name=judge,role=grader"
+check "within 2 s of the PUT (probing, then the announcement)" \
+  event_within "$WORK/reg-a.out" resolved worker-1 "$t_put" 2
+check "python-zeroconf on A resolves here-1 with srv's A address" \
+  expect "zeroconf on ca" "$(resolved here-1 < "$WORK/reg-a.out")" "here-1|192.0.2.1|7001|name=api"
+check "python-zeroconf on B resolves here-1 with srv's B address" \
+  expect "zeroconf on cb" "$(resolved here-1 < "$WORK/reg-b.out")" "here-1|198.51.100.1|7001|name=api"
+check "and B never sees worker-1, whose address is on A only (mDNS is link-local)" \
+  expect "zeroconf on cb" "$(resolved worker-1 < "$WORK/reg-b.out")" ""
+check "avahi-browse on A resolves worker-1 too" \
+  expect "avahi-browse on av" "$(in_ns_bus av "$PY" tests/netns/avahi_browse.py --type "$TYPE" --timeout 4 | resolved worker-1)" \
+  "worker-1|192.0.2.40|7000|name=judge,role=grader"
+
+zc ca "$TYPE" --timeout 6 --until removed > "$WORK/dereg.out" &
+browser=$!
+wait_until 5 "the browser on ca resolving worker-1" grep -q '"name": "worker-1".*"port"' "$WORK/dereg.out" \
+  || die "zeroconf never saw worker-1: $(cat "$WORK/dereg.out")"
+t_del=$(mono_now)
+api DELETE /v1/services/worker-1 > /dev/null
+wait "$browser"
+check "DELETE /v1/services/worker-1: the browser sees it removed within 1 s (a goodbye)" \
+  event_within "$WORK/dereg.out" removed worker-1 "$t_del" 1
+
+# A registration whose heartbeats stop: removed when its TTL ends.
+api PUT /v1/services/brief '{"name": "api", "port": 7002, "ttl": "2s"}' > /dev/null
+t_brief=$(mono_now)
+zc ca "$TYPE" --timeout 8 --until removed > "$WORK/expire.out"
+check "a registration without heartbeats (ttl 2s) is removed within 3 s of its PUT" \
+  event_within "$WORK/expire.out" removed brief "$t_brief" 3
+api DELETE /v1/services/here-1 > /dev/null
 
 # --- conflicts --------------------------------------------------------------------
 printf 'pidfile = "%s"\n[mdns]\nenabled = true\ninstance = "lab-scanner"\n' "$WORK/srv2.pid" \
