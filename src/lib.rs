@@ -36,6 +36,7 @@ mod paths;
 mod policy;
 mod protocol;
 mod receiver;
+mod registries;
 mod responders;
 mod service;
 mod services;
@@ -63,6 +64,9 @@ pub use mdns::{
 };
 pub use net::ProcessInfo;
 pub use policy::{RateLimit, Security};
+pub use registries::{
+    browse_etcd, Etcd, EtcdDiscovery, EtcdOptions, PublishedService, Registry, RegistryStatus,
+};
 pub use responders::registry;
 pub use service::Service;
 pub use status::{Counts, LastReload, MdnsStatus, ReloadResult, Reloads, Status};
@@ -78,9 +82,15 @@ pub(crate) fn check(
     let config = source.load()?;
     responders::Snapshot::build(&config, registry, source, None, &Default::default())?;
     let mut shown = config;
+    // What `check` prints ends up in terminals and tickets.
     if shown.http.token.is_some() {
-        // What `check` prints ends up in terminals and tickets.
         shown.http.token = Some("<redacted>".into());
+    }
+    for registry in &mut shown.registries {
+        let registries::Registry::Etcd(etcd) = registry;
+        if etcd.password.is_some() {
+            etcd.password = Some("<redacted>".into());
+        }
     }
     Ok(shown.to_toml())
 }

@@ -115,6 +115,7 @@ impl Service {
             Box::new(ConfigChild),
             Box::<MdnsChild>::default(),
             Box::<HttpChild>::default(),
+            Box::<crate::registries::RegistriesChild>::default(),
         ];
         if let Some(after) = self.config.duration {
             children.push(Box::new(TimerChild::new(after)));

@@ -40,6 +40,9 @@ pub struct Status {
     /// What is advertised over mDNS, when `[mdns]` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mdns: Option<MdnsStatus>,
+    /// The registries published into, when `[[registries]]` lists any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<crate::registries::RegistryStatus>,
 }
 
 /// The mDNS announcer's state.
@@ -239,6 +242,20 @@ impl fmt::Display for Status {
                 "\n  http:        http://{http}/ (livez, readyz, metrics, v1/status, v1/reload)"
             )?;
         }
+        for r in &self.registries {
+            write!(
+                f,
+                "\n  registry:    {} {} ({}): {}, {} key(s)",
+                r.kind,
+                r.endpoints.join(", "),
+                crate::client::escape_controls(&r.prefix),
+                r.state,
+                r.keys
+            )?;
+            if let Some(error) = &r.error {
+                write!(f, "; {}", crate::client::escape_controls(error))?;
+            }
+        }
         if let Some(mdns) = &self.mdns {
             // Quoted (a name may hold spaces and commas), with its control
             // characters escaped; DNS escapes such as `\.` shown as they are.
@@ -278,6 +295,7 @@ mod tests {
             reloads: Reloads::default(),
             registrations: 0,
             http: None,
+            registries: Vec::new(),
             mdns: Some(MdnsStatus {
                 host: "h\u{1b}[31m.local.".into(),
                 interfaces: vec!["eth0".into(), "eth1".into()],

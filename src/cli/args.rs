@@ -232,6 +232,21 @@ pub(super) struct DiscoverArgs {
         conflicts_with_all = ["port", "message", "targets", "broadcast", "no_services"],
     )]
     pub(super) mdns: Option<String>,
+    /// List what is published in etcd instead: the cluster's client URL
+    /// (http://host:port); repeatable, tried in turn.
+    #[arg(
+        long = "etcd",
+        value_name = "URL",
+        conflicts_with_all = ["port", "message", "targets", "broadcast", "no_services", "mdns", "first"],
+    )]
+    pub(super) etcd: Vec<String>,
+    /// With --etcd: only the instances of this service.
+    #[arg(long, value_name = "NAME", requires = "etcd")]
+    pub(super) service: Option<String>,
+    /// With --etcd: the key prefix (default: the config's first etcd
+    /// registry's, or /discoveryd/services/).
+    #[arg(long, value_name = "PREFIX", requires = "etcd")]
+    pub(super) prefix: Option<String>,
 }
 
 #[cfg(test)]

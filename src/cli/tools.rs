@@ -38,6 +38,9 @@ pub(super) fn discover(args: DiscoverArgs) -> ExitCode {
     if let Some(service_type) = &args.mdns {
         return discover_mdns(service_type, &args);
     }
+    if !args.etcd.is_empty() {
+        return discover_etcd(&args);
+    }
     let overrides = Overrides {
         port: args.port,
         message: args.message,
@@ -108,20 +111,9 @@ fn discover_mdns(service_type: &str, args: &DiscoverArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(&Error::Usage(e)),
     };
-    let overrides = Overrides {
-        timeout: args.timeout,
-        ..Overrides::default()
-    };
-    let timeout = match source(
-        ConfigArg {
-            config: args.config.config.clone(),
-        },
-        overrides,
-    )
-    .load()
-    {
+    let timeout = match discover_config(args) {
         Ok(config) => config.timeout.get(),
-        Err(e) => return fail(&Error::from(e)),
+        Err(e) => return fail(&e),
     };
     let options = crate::MdnsOptions {
         service_type,
@@ -138,16 +130,94 @@ fn discover_mdns(service_type: &str, args: &DiscoverArgs) -> ExitCode {
         }
         Err(e) => return fail(&Error::Internal(e.to_string())),
     };
-    if let Err(code) = print_found(args.json, || found.to_json(), || found.table()) {
+    report(
+        args.json,
+        !found.servers.is_empty(),
+        || found.to_json(),
+        || found.table(),
+        || found.summary(),
+    )
+}
+
+/// `discover --etcd`: what is published under the prefix (`--prefix`, or
+/// that of the config's first etcd registry, with its credentials). Exit
+/// 3 when no endpoint answers.
+fn discover_etcd(args: &DiscoverArgs) -> ExitCode {
+    let config = match discover_config(args) {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    let registry = config.registries.first().map(|r| match r {
+        crate::Registry::Etcd(etcd) => etcd,
+    });
+    let credentials = match registry.map(crate::Etcd::credentials).transpose() {
+        Ok(credentials) => credentials.flatten(),
+        Err(e) => return fail(&Error::Usage(e)),
+    };
+    let options = crate::EtcdOptions {
+        endpoints: args.etcd.clone(),
+        prefix: args
+            .prefix
+            .clone()
+            .or_else(|| registry.map(|etcd| etcd.prefix.clone()))
+            .unwrap_or_else(|| crate::registries::DEFAULT_PREFIX.to_owned()),
+        service: args.service.clone(),
+        timeout: config.timeout.get(),
+        credentials,
+    };
+    if let Some(service) = &options.service {
+        if let Err(e) = crate::services::check_name(service) {
+            return fail(&Error::Usage(format!("--service {e}")));
+        }
+    }
+    let found = match crate::browse_etcd(&options) {
+        Ok(found) => found,
+        Err(e) if e.starts_with("--etcd") => return fail(&Error::Usage(e)),
+        Err(e) => {
+            err_line(format_args!("discoveryd: error: {e}"));
+            return ExitCode::from(crate::EXIT_PORT);
+        }
+    };
+    report(
+        args.json,
+        !found.servers.is_empty(),
+        || found.to_json(),
+        || found.table(),
+        || found.summary(),
+    )
+}
+
+/// The configuration `discover` reads, with `--timeout` over it.
+fn discover_config(args: &DiscoverArgs) -> Result<crate::Config, Error> {
+    let overrides = Overrides {
+        timeout: args.timeout,
+        ..Overrides::default()
+    };
+    let config = ConfigArg {
+        config: args.config.config.clone(),
+    };
+    Ok(source(config, overrides).load()?)
+}
+
+/// Prints a discovery's result (`json`, or a table with its summary line
+/// on stderr); exits 0 when it `found` something, 1 otherwise.
+fn report(
+    json: bool,
+    found: bool,
+    to_json: impl FnOnce() -> String,
+    table: impl FnOnce() -> String,
+    summary: impl FnOnce() -> String,
+) -> ExitCode {
+    if let Err(code) = print_found(json, to_json, table) {
         return code;
     }
-    if !args.json {
-        err_line(format_args!("{}", found.summary()));
+    if !json {
+        err_line(format_args!("{}", summary()));
     }
-    if found.servers.is_empty() {
-        ExitCode::from(1)
-    } else {
+    if found {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

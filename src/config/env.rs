@@ -13,14 +13,15 @@ use crate::duration::HumanDuration;
 pub(crate) const ENV_PREFIX: &str = "DISCOVERYD_";
 
 /// Every dotted key the environment may set: each leaf of the model, but
-/// the `[[responders]]` list (tables belong in the file).
+/// the `[[responders]]` and `[[registries]]` lists (tables belong in the
+/// file).
 pub(super) fn env_keys() -> &'static [String] {
     static KEYS: OnceLock<Vec<String>> = OnceLock::new();
     KEYS.get_or_init(|| {
         let table = toml::Table::try_from(full_sample()).expect("the config model serializes");
         let mut keys = Vec::new();
         leaves("", &table, &mut keys);
-        keys.retain(|k| k != "responders");
+        keys.retain(|k| k != "responders" && k != "registries");
         keys
     })
 }
@@ -52,6 +53,7 @@ fn full_sample() -> Config {
         mdns,
         http,
         responders,
+        registries,
     } = Config::default();
     Config {
         port,
@@ -84,6 +86,7 @@ fn full_sample() -> Config {
             ..http
         },
         responders,
+        registries,
     }
 }
 
@@ -150,8 +153,8 @@ impl EnvScan {
                     Some(_) if name.to_str().is_some() => continue,
                     _ => "is not valid UTF-8; discoveryd reads its settings as text".to_owned(),
                 }
-            } else if top == "responders" {
-                "responders cannot be set from the environment; list them as [[responders]] in the config file".to_owned()
+            } else if top == "responders" || top == "registries" {
+                format!("{top} cannot be set from the environment; list them as [[{top}]] in the config file")
             } else if related.is_empty() {
                 scan.ignored.push(shown);
                 continue;

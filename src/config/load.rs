@@ -406,8 +406,15 @@ fn figment_errors(error: figment::Error) -> Vec<ConfigError> {
                 }
                 kind => kind.to_string(),
             };
-            // A list's item is reported under the list's key.
             let mut path = e.path.clone();
+            // Inside a tagged table (a `[[registries]]` entry), the path
+            // stops at the table: the unknown key is named after it.
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                if path.last() != Some(field) {
+                    path.push(field.clone());
+                }
+            }
+            // A list's item is reported under the list's key.
             let item = path
                 .last()
                 .and_then(|p| p.parse::<usize>().ok())
@@ -416,10 +423,18 @@ fn figment_errors(error: figment::Error) -> Vec<ConfigError> {
                 Some(i) => format!("item {i}: {reason}"),
                 None => reason,
             };
-            let key = if path.is_empty() {
+            // An item inside the path is `list[i]`.
+            let key = path.iter().fold(String::new(), |key, part| {
+                match (part.parse::<usize>(), key.is_empty()) {
+                    (Ok(i), false) => format!("{key}[{i}]"),
+                    (_, true) => part.clone(),
+                    (_, false) => format!("{key}.{part}"),
+                }
+            });
+            let key = if key.is_empty() {
                 "(top level)".to_owned()
             } else {
-                path.join(".")
+                key
             };
             ConfigError::Key {
                 origin: describe_metadata(e.metadata.as_ref(), &key),

@@ -97,6 +97,8 @@ pub struct Config {
     pub http: Http,
     /// The responder chain, asked in order.
     pub responders: Vec<ResponderConfig>,
+    /// The registries the service is published into, beyond the LAN.
+    pub registries: Vec<crate::registries::Registry>,
 }
 
 impl Default for Config {
@@ -124,6 +126,7 @@ impl Default for Config {
             mdns: Mdns::default(),
             http: Http::default(),
             responders: vec![ResponderConfig::classic()],
+            registries: Vec::new(),
         }
     }
 }

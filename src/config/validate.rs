@@ -152,6 +152,7 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         .into_iter()
         .chain(c.mdns.problems())
         .chain(c.http.problems())
+        .chain(crate::registries::problems(&c.registries))
     {
         check(false, &key, reason);
     }

@@ -99,6 +99,33 @@ pub(crate) fn encode_status(status: &Status) -> Result<String, std::fmt::Error> 
         i64::try_from(status.uptime_ms / 1000).unwrap_or(i64::MAX),
     );
 
+    // One series per registry published into, by type and endpoints.
+    let up = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    let keys = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    let failures = Labeled::default();
+    for r in &status.registries {
+        let labels = vec![
+            ("type", r.kind.clone()),
+            ("endpoints", r.endpoints.join(",")),
+        ];
+        up.get_or_create(&labels)
+            .set(i64::from(r.state == "publishing"));
+        keys.get_or_create(&labels)
+            .set(i64::try_from(r.keys).unwrap_or(i64::MAX));
+        failures.get_or_create(&labels).inc_by(r.failures);
+    }
+    registry.register(
+        "registry_up",
+        "1 while a registry (etcd) is published into; 0 while it cannot be reached",
+        up,
+    );
+    registry.register("registry_keys", "Keys published into a registry now", keys);
+    registry.register(
+        "registry_failures",
+        "Failed attempts to publish into a registry",
+        failures,
+    );
+
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)

@@ -18,6 +18,11 @@ pub(crate) use socket::{
 /// The subnets of this host's interfaces that are up: who is on-link.
 /// Listing them needs a netlink socket (`AF_NETLINK`).
 pub(crate) fn local_subnets() -> std::io::Result<Vec<ipnet::IpNet>> {
+    Ok(local_addresses()?.into_iter().map(|n| n.trunc()).collect())
+}
+
+/// The addresses of the interfaces that are up, with their prefixes.
+fn local_addresses() -> std::io::Result<Vec<ipnet::IpNet>> {
     let interfaces = nix::ifaddrs::getifaddrs()?;
     Ok(interfaces
         .filter(|i| i.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP))
@@ -37,9 +42,29 @@ pub(crate) fn local_subnets() -> std::io::Result<Vec<ipnet::IpNet>> {
                 }
                 _ => return None,
             };
-            net.ok().map(|n| n.trunc())
+            net.ok()
         })
         .collect())
+}
+
+/// This host's addresses as other hosts reach it: every address of an
+/// interface that is up, but loopback and link-local IPv6 (which needs a
+/// zone), sorted; empty when the interfaces cannot be listed.
+pub(crate) fn host_addresses() -> Vec<std::net::IpAddr> {
+    let mut out: Vec<std::net::IpAddr> = local_addresses()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| n.addr())
+        .filter(|ip| match ip {
+            std::net::IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
+            std::net::IpAddr::V6(v6) => {
+                !v6.is_loopback() && !v6.is_unicast_link_local() && !v6.is_unspecified()
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// What a refresh of the subnet table is worth telling.

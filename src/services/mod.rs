@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 pub(crate) use discoveryd_api::Service;
 
 pub(crate) use registrations::{Listed, Put, Registrations};
-pub(crate) use spec::{check_id, Registration, SpecError};
+pub(crate) use spec::{check_id, check_name, Registration, SpecError};
 
 /// The registered services at one moment, sorted by id.
 #[derive(Debug, Default, PartialEq, Eq)]

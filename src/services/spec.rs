@@ -140,16 +140,23 @@ fn name(fields: &Map<String, Value>) -> Result<String, SpecError> {
     let Value::String(name) = value else {
         return Err(error("name", format!("must be a string, not {value}")));
     };
+    check_name(name).map_err(|e| error("name", e))?;
+    Ok(name.clone())
+}
+
+/// A service name: 1 to 63 bytes, without `/` (it ends the name in a
+/// registry's key, `<prefix><name>/<address:port>`) or control characters.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let ok = (1..=MAX_NAME).contains(&name.len())
         && !name.contains('/')
         && !name.chars().any(char::is_control);
-    if !ok {
-        return Err(error(
-            "name",
-            format!("{name:?} is not a service name: use 1 to {MAX_NAME} bytes, without `/` or control characters"),
-        ));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a service name: use 1 to {MAX_NAME} bytes, without `/` or control characters"
+        ))
     }
-    Ok(name.clone())
 }
 
 fn port(fields: &Map<String, Value>) -> Result<u16, SpecError> {

@@ -20,6 +20,7 @@ mod logs;
 mod operators;
 mod plugins;
 mod registrations;
+mod registries;
 mod reload;
 mod security;
 mod service;

@@ -142,6 +142,21 @@ lan_ab() {
   plug cb eth0 b 198.51.100.10/24
 }
 
+# http_call NS PIDFILE METHOD PATH [BODY]: a request to the HTTP endpoint
+# of the discoveryd in NS with PIDFILE (its address from its status), from
+# inside NS; prints the status code and the body.
+http_call() {
+  local ns=$1 pidfile=$2 http; shift 2
+  http=$(in_ns "$ns" "$BIN" status --json --pidfile "$pidfile" | python3 -c 'import json, sys; print(json.load(sys.stdin)["http"])')
+  in_ns "$ns" python3 -c '
+import sys, urllib.request, urllib.error
+req = urllib.request.Request("http://%s%s" % (sys.argv[1], sys.argv[3]), method=sys.argv[2],
+                             data=sys.argv[4].encode() if len(sys.argv) > 4 else None)
+try:
+    with urllib.request.urlopen(req, timeout=5) as r: print(r.status, r.read().decode())
+except urllib.error.HTTPError as e: print(e.code, e.read().decode())' "$http" "$@"
+}
+
 passed=0; failed=0
 check() {
   local name=$1; shift

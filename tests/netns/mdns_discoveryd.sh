@@ -61,19 +61,8 @@ srv_config() { # srv_config INSTANCE ROLE [EXTRA MDNS LINES]
     "$WORK/srv.pid" "$1" "${3:-}" "$2"
 }
 # api METHOD PATH [BODY]: a request to srv's HTTP endpoint (on its loopback,
-# so a registration without an address is srv's own host's); prints the
-# status code and the body.
-api() {
-  local http
-  http=$(in_ns srv "$BIN" status --json --pidfile "$WORK/srv.pid" | python3 -c 'import json, sys; print(json.load(sys.stdin)["http"])')
-  in_ns srv python3 -c '
-import sys, urllib.request, urllib.error
-req = urllib.request.Request("http://%s%s" % (sys.argv[1], sys.argv[3]), method=sys.argv[2],
-                             data=sys.argv[4].encode() if len(sys.argv) > 4 else None)
-try:
-    with urllib.request.urlopen(req, timeout=5) as r: print(r.status, r.read().decode())
-except urllib.error.HTTPError as e: print(e.code, e.read().decode())' "$http" "$@"
-}
+# so a registration without an address is srv's own host's).
+api() { http_call srv "$WORK/srv.pid" "$@"; }
 
 # --- start-up: probing, then at least two announcements a second apart --------
 srv_config lab-printer printer | write_config "$WORK/srv.toml"

@@ -69,6 +69,7 @@ impl SupervisorActor {
             registrations: self.services.table.len() as u64,
             http: None,
             mdns: None,
+            registries: Vec::new(),
         };
         self.children.status(&mut status);
         status
