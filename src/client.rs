@@ -187,14 +187,21 @@ pub struct Discovery {
 pub(crate) fn escape_controls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
+        if is_unprintable(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// A character that changes how text around it shows instead of showing
+/// itself: controls (C0, DEL, C1), bidirectional marks, overrides and
+/// isolates, zero-width characters, and the line and paragraph separators.
+pub(crate) fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The longest `timeout` a discovery takes (`--timeout`, the config's
@@ -287,8 +294,7 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
             seen: HashSet::new(),
             per_source: HashMap::new(),
             answered: HashSet::new(),
-            documents: HashSet::new(),
-            listed: HashSet::new(),
+            documents: HashMap::new(),
             discovery: &mut discovery,
         };
         // Hundreds of servers answer a broadcast at once: each wake-up
@@ -300,7 +306,11 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
             .services_request
             .as_ref()
             .map_or(0, |r| ((r.len() + 48) * 4).min(crate::config::MAX_DATAGRAM));
-        let mut batch = Batch::new(room.max(MAX_REPLY));
+        // One batch per socket: a batch's headers keep the address length
+        // the last datagram had, and an IPv4 one would cut the next IPv6
+        // sender short.
+        let mut batch_v4 = Batch::new(room.max(MAX_REPLY));
+        let mut batch_v6 = v6.as_ref().map(|_| Batch::new(room.max(MAX_REPLY)));
         let mut done = false;
         while !done {
             let ready = tokio::time::timeout_at(deadline, async {
@@ -317,6 +327,10 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
                 Err(_elapsed) => break,
                 Ok(Err(_)) => continue,
                 Ok(Ok(socket)) => socket,
+            };
+            let batch = match &mut batch_v6 {
+                Some(b6) if !std::ptr::eq(socket, &v4) => b6,
+                _ => &mut batch_v4,
             };
             loop {
                 let fd = socket.as_raw_fd();
@@ -360,6 +374,7 @@ pub async fn discover(options: &DiscoverOptions) -> io::Result<Discovery> {
                 }
             }
         }
+        collector.finish();
     }
     discovery.elapsed = start.elapsed();
     Ok(discovery)
@@ -557,50 +572,69 @@ struct Collector<'a> {
     per_source: HashMap<IpAddr, usize>,
     /// Where valid discovery answers came from.
     answered: HashSet<SocketAddr>,
-    /// Where services documents came from.
-    documents: HashSet<SocketAddr>,
-    /// The services kept, by server and id.
-    listed: HashSet<(IpAddr, String)>,
+    /// The services documents, by sender.
+    documents: HashMap<SocketAddr, ServicesDocument>,
     discovery: &'a mut Discovery,
 }
 
 impl Collector<'_> {
     /// Whether every server that answered has listed its services.
     fn all_listed(&self) -> bool {
-        self.answered.is_subset(&self.documents)
+        self.answered.iter().all(|a| self.documents.contains_key(a))
     }
 
-    /// Records a services document; false when it is not one.
+    /// Records a services document; false when it is not one. It is kept
+    /// aside until [`Collector::finish`]: only the services of a server
+    /// that answered the discovery request from the same address count.
     fn take_services(&mut self, reply: &[u8], from: SocketAddr) -> bool {
         let Ok(document) = serde_json::from_slice::<ServicesDocument>(reply) else {
             return false;
         };
-        // One document per source, and as many sources as servers: more
-        // is a flood.
-        if self.documents.contains(&from) {
-            return true;
-        }
-        if self.documents.len() >= MAX_SERVERS {
+        // One document per source, as many per address as servers, and as
+        // many in all: more is a flood.
+        let from_here = self
+            .documents
+            .keys()
+            .filter(|f| f.ip() == from.ip())
+            .count();
+        if self.documents.contains_key(&from)
+            || from_here >= MAX_PER_SOURCE
+            || self.documents.len() >= MAX_SERVERS
+        {
             self.discovery.dropped += 1;
             return true;
         }
-        self.documents.insert(from);
-        let listed = document.services.len();
-        self.discovery.services_left_out += document.services_total.saturating_sub(listed) as u64;
-        for mut service in document.services {
-            service.server = document.ip;
-            let key = (document.ip, service.id.clone());
-            if self.listed.contains(&key) {
-                continue;
-            }
-            if self.discovery.services.len() >= MAX_SERVICES {
+        self.documents.insert(from, document);
+        true
+    }
+
+    /// Lists the services of the documents whose sender answered the
+    /// discovery request too, each once per server.
+    fn finish(self) {
+        let mut left_out: HashMap<IpAddr, u64> = HashMap::new();
+        let mut listed = HashSet::new();
+        for (from, document) in self.documents {
+            if !self.answered.contains(&from) {
                 self.discovery.dropped += 1;
                 continue;
             }
-            self.listed.insert(key);
-            self.discovery.services.push(service);
+            let missing = document
+                .services_total
+                .saturating_sub(document.services.len()) as u64;
+            let counted = left_out.entry(document.ip).or_default();
+            *counted = (*counted).max(missing);
+            for mut service in document.services {
+                service.server = document.ip;
+                if self.discovery.services.len() >= MAX_SERVICES {
+                    self.discovery.dropped += 1;
+                    continue;
+                }
+                if listed.insert((document.ip, service.id.clone())) {
+                    self.discovery.services.push(service);
+                }
+            }
         }
-        true
+        self.discovery.services_left_out = left_out.values().fold(0, |a, &b| a.saturating_add(b));
     }
 
     /// Records one answer; true when it was a valid discovery answer.

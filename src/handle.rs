@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::duration::HumanDuration;
-use crate::services::{Listed, Put, Registration};
+use crate::services::{Listed, Put, Refused, Registration};
 use crate::status::{LastReload, Status};
 
 /// Hears about the service's lifecycle: the command line prints and tells
@@ -51,7 +51,7 @@ pub(crate) enum Request {
     /// Read the configuration again, and answer with the result.
     ReloadAndReport(oneshot::Sender<crate::status::LastReload>),
     /// Register or refresh a service; `None` when the cap is reached.
-    Register(Registration, oneshot::Sender<Option<Put>>),
+    Register(Registration, oneshot::Sender<Result<Put, Refused>>),
     /// A heartbeat for the service of this id; false when unknown.
     Pass(String, oneshot::Sender<bool>),
     /// Remove the service of this id; false when unknown.

@@ -138,7 +138,15 @@ fn level_filter(config: &Config) -> EnvFilter {
     } else {
         LevelFilter::WARN
     };
-    EnvFilter::default().add_directive(level.into())
+    // Each HTTP connection that sends junk is an error line of actix's
+    // own: anyone who can connect could fill the log with them. (RUST_LOG
+    // can still show them.)
+    let per_connection = "actix_http::h1::dispatcher=off"
+        .parse()
+        .expect("a valid directive");
+    EnvFilter::default()
+        .add_directive(level.into())
+        .add_directive(per_connection)
 }
 
 /// The layer that writes events to `writer`: human text or JSON lines,

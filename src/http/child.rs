@@ -19,6 +19,9 @@ use crate::status::Status;
 
 const NAME: &str = "http endpoint";
 
+/// The most HTTP connections open at once; more wait in the backlog.
+const MAX_CONNECTIONS: usize = 256;
+
 /// The address the endpoint listens on now, shared between the child
 /// (for the status document) and its actor.
 type Bound = Arc<Mutex<Option<SocketAddr>>>;
@@ -129,6 +132,12 @@ impl HttpActor {
                 .configure(routes)
         })
         .workers(1)
+        // Bounded: health checks, scrapes and registrations are a few
+        // clients, and a flood of held connections must not take every
+        // file descriptor the daemon has.
+        .max_connections(MAX_CONNECTIONS)
+        .backlog(MAX_CONNECTIONS as u32)
+        .client_request_timeout(std::time::Duration::from_secs(5))
         .disable_signals()
         .shutdown_timeout(1)
         .listen(listener)

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::{Requested, SupervisorActor};
 use crate::handle::Request;
-use crate::services::{check_id, Put, Registration, SpecError};
+use crate::services::{check_id, Put, Refused, Registration, SpecError};
 use crate::status::Status;
 
 /// The largest request body taken.
@@ -246,34 +246,32 @@ async fn register(
     api: web::Data<Api>,
     req: HttpRequest,
     id: web::Path<String>,
-    body: Result<web::Bytes, actix_web::Error>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // Admitted before a byte of the body is read.
     api.admit(&req, true)?;
-    let body = body.map_err(|e| {
-        let status = e.as_response_error().status_code();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                format!("the body is over {} KiB; send less TXT", MAX_BODY >> 10),
-            )
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            )
-        }
-    })?;
+    let body = read_body(body).await?;
     let caller = req
         .peer_addr()
         .map_or(IpAddr::V6(Ipv6Addr::LOCALHOST), |a| a.ip());
     let registration = Registration::parse(&id, &body, caller)?;
-    let cap = api.ask(|tx| Request::Register(registration, tx)).await?;
-    let Some(put) = cap else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "http.max_registrations services are registered already; delete one, wait for one to expire, or raise http.max_registrations",
-        ));
-    };
+    let put = api
+        .ask(|tx| Request::Register(registration, tx))
+        .await?
+        .map_err(|refused| match refused {
+            Refused::Full { cap } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{cap} services are registered already (http.max_registrations); delete one, wait for one to expire, or raise http.max_registrations"),
+            ),
+            Refused::Case { registered } => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("`{registered}` is registered, and ids are compared ignoring case (as DNS names are); use that id, or another"),
+            ),
+            Refused::OwnName { name } => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("`{}` is this host's own mDNS instance name (mdns.instance, or the host name); use another id", name.escape_debug()),
+            ),
+        })?;
     let (code, result) = match put {
         Put::Created => (StatusCode::CREATED, "created"),
         Put::Updated => (StatusCode::OK, "updated"),
@@ -310,6 +308,39 @@ async fn deregister(
         return Err(unknown(&id));
     }
     Ok(HttpResponse::Ok().json(json!({ "id": id, "result": "deleted" })))
+}
+
+/// How long a request body may take to arrive: a client that sends its
+/// headers and then trickles (or never sends) its body does not hold a
+/// connection for longer.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The request's body: at most [`MAX_BODY`] bytes (413 beyond), within
+/// [`BODY_TIMEOUT`] (408 past it).
+async fn read_body(body: web::Payload) -> Result<web::Bytes, ApiError> {
+    let read = tokio::time::timeout(BODY_TIMEOUT, body.to_bytes_limited(MAX_BODY))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {}s; send it whole",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )
+        })?;
+    let body = read.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {} KiB; send less TXT", MAX_BODY >> 10),
+        )
+    })?;
+    body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}"),
+        )
+    })
 }
 
 fn unknown(id: &str) -> ApiError {

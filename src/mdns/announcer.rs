@@ -195,18 +195,26 @@ impl Announcer {
         &self.selection
     }
 
-    /// Advertises exactly `wanted`: a name no longer wanted gets a goodbye;
-    /// a new one is probed and announced; one whose port or TXT changed is
-    /// announced again in place.
-    pub(crate) fn advertise(&mut self, wanted: Vec<Advert>) -> Result<(), String> {
-        // Keyed by mdns-sd's full name (RFC 6763 escaping included).
-        let mut infos = BTreeMap::new();
+    /// Moves what is advertised towards exactly `wanted`, by at most
+    /// `budget` changes (so that a burst of registrations is announced over
+    /// time, never as a storm on the network): a name no longer wanted gets
+    /// a goodbye; a new one is probed and announced; one whose port or TXT
+    /// changed is announced again in place. True once everything is as
+    /// wanted; false when changes remain (over the budget, or the daemon's
+    /// command queue was full): call it again.
+    pub(crate) fn advertise(&mut self, wanted: Vec<Advert>, budget: usize) -> Result<bool, String> {
+        // By mdns-sd's full name (RFC 6763 escaping included), in the
+        // order given: the first (the host's own service) goes first.
+        let mut infos = Vec::with_capacity(wanted.len());
         for advert in wanted {
             let info = advert
                 .info(&self.host)
                 .map_err(|e| format!("cannot advertise `{}` over mDNS: {e}", advert.instance))?;
-            infos.insert(info.get_fullname().to_owned(), (advert, info));
+            infos.push((info.get_fullname().to_owned(), advert, info));
         }
+        let names: std::collections::BTreeSet<&str> =
+            infos.iter().map(|(name, _, _)| name.as_str()).collect();
+        let mut left = budget;
         // A name no longer wanted gets a goodbye. One still wanted with a
         // new port or TXT is registered again in place: its announcement
         // carries the cache-flush bit, which replaces the old records in
@@ -216,28 +224,39 @@ impl Announcer {
         let gone: Vec<String> = self
             .advertised
             .keys()
-            .filter(|name| !infos.contains_key(*name))
+            .filter(|name| !names.contains(name.as_str()))
             .cloned()
             .collect();
         for name in gone {
-            self.advertised.remove(&name);
-            lock(&self.names).renamed.remove(&name);
+            if left == 0 {
+                return Ok(false);
+            }
             match self.daemon.unregister(&name) {
                 Ok(_) => info!(service = %name, "mDNS goodbye sent"),
+                Err(mdns_sd::Error::Again) => return Ok(false),
                 Err(e) => warn!(service = %name, error = %e, "cannot withdraw the mDNS service"),
             }
+            left -= 1;
+            self.advertised.remove(&name);
+            lock(&self.names).renamed.remove(&name);
         }
-        for (name, (advert, info)) in infos {
+        for (name, advert, info) in infos {
             if self.advertised.get(&name) == Some(&advert) {
                 continue;
             }
-            self.daemon
-                .register(info)
-                .map_err(|e| format!("cannot advertise `{name}` over mDNS: {e}"))?;
+            if left == 0 {
+                return Ok(false);
+            }
+            match self.daemon.register(info) {
+                Ok(()) => {}
+                Err(mdns_sd::Error::Again) => return Ok(false),
+                Err(e) => return Err(format!("cannot advertise `{name}` over mDNS: {e}")),
+            }
+            left -= 1;
             info!(service = %name, port = advert.port, txt = ?advert.txt, "advertising over mDNS");
             self.advertised.insert(name, advert);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// What is announced now, names as renamed after conflicts.
@@ -257,13 +276,31 @@ impl Announcer {
     /// Withdraws everything (goodbyes) and stops the responder, waiting
     /// at most a second for the goodbyes to leave.
     pub(crate) fn stop(self) {
-        match self.daemon.shutdown() {
+        let deadline = std::time::Instant::now() + GOODBYE_WAIT;
+        // Its command queue may be full (a burst of changes): the stop
+        // waits its turn, or the responder would run on, unowned.
+        let shutdown = loop {
+            match self.daemon.shutdown() {
+                Err(mdns_sd::Error::Again) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => break other,
+            }
+        };
+        match shutdown {
             Ok(done) => {
-                if done.recv_timeout(GOODBYE_WAIT).is_err() {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if done
+                    .recv_timeout(left.max(Duration::from_millis(100)))
+                    .is_err()
+                {
                     warn!("the mDNS responder did not confirm its goodbyes in time");
                 }
             }
-            Err(e) => debug!(error = %e, "the mDNS responder had already stopped"),
+            Err(mdns_sd::Error::DaemonShutdown) => {
+                debug!("the mDNS responder had already stopped")
+            }
+            Err(e) => warn!(error = %e, "cannot stop the mDNS responder"),
         }
         info!("mDNS responder stopped");
     }

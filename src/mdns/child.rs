@@ -2,7 +2,7 @@
 //! once the service answers, follows every applied configuration, and
 //! sends its goodbyes when the service stops.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -91,16 +91,28 @@ struct MdnsActor {
 /// probes and goodbyes on the network.
 const SERVICES_QUIET: Duration = Duration::from_millis(100);
 
+/// The most services announced or withdrawn by one sync: at most 100 a
+/// second, whatever the registrations do (each costs mdns-sd a few
+/// packets), and never more than its command queue (100) takes at once.
+const SYNC_BUDGET: usize = 10;
+
 impl MdnsActor {
     fn sync(&mut self, ctx: &mut Context<Self>) {
-        if let Err(e) = self.try_sync() {
-            warn!(error = %e, "mDNS announcer failed");
-            self.failed = Some(e);
-            ctx.stop();
+        match self.try_sync() {
+            Ok(true) => {}
+            // More to announce than one sync's budget: the rest later.
+            Ok(false) => self.sync_later(SERVICES_QUIET, ctx),
+            Err(e) => {
+                warn!(error = %e, "mDNS announcer failed");
+                self.failed = Some(e);
+                ctx.stop();
+            }
         }
     }
 
-    fn try_sync(&mut self) -> Result<(), String> {
+    /// Makes what is advertised what the configuration and registrations
+    /// ask, within one sync's budget; true once it is.
+    fn try_sync(&mut self) -> Result<bool, String> {
         let mut slot = lock(&self.shared);
         let mdns = &self.config.mdns;
         let wanted = Selection::of(mdns);
@@ -111,7 +123,7 @@ impl MdnsActor {
             }
         }
         if !mdns.enabled || self.bound.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let (_, host) = host_name();
         let mut adverts = vec![own_advert(&self.config, &self.bound)];
@@ -125,7 +137,7 @@ impl MdnsActor {
             Some(announcer) => announcer,
             None => slot.insert(Announcer::start(wanted, host)?),
         };
-        announcer.advertise(adverts)
+        announcer.advertise(adverts, SYNC_BUDGET)
     }
 }
 
@@ -168,19 +180,23 @@ impl Handler<Notice> for MdnsActor {
 
 impl MdnsActor {
     /// Advertises the registered services now, or at the end of the quiet
-    /// time after the last time.
+    /// time after the last sync.
     fn services_changed(&mut self, ctx: &mut Context<Self>) {
-        if self.services_pending {
-            return;
-        }
         let wait = self.services_synced.map_or(Duration::ZERO, |at| {
             SERVICES_QUIET.saturating_sub(at.elapsed())
         });
-        if wait.is_zero() {
+        if wait.is_zero() && !self.services_pending {
             self.services_synced = Some(Instant::now());
             return self.sync(ctx);
         }
-        self.services_pending = true;
+        self.sync_later(wait, ctx);
+    }
+
+    /// Syncs after `wait`, unless a sync is already waiting.
+    fn sync_later(&mut self, wait: Duration, ctx: &mut Context<Self>) {
+        if std::mem::replace(&mut self.services_pending, true) {
+            return;
+        }
         ctx.run_later(wait, |actor, ctx| {
             actor.services_pending = false;
             actor.services_synced = Some(Instant::now());
@@ -203,27 +219,37 @@ pub(crate) fn own_advert(config: &Config, bound: &[SocketAddr]) -> Advert {
     txt.insert("message".into(), config.message.clone());
     Advert {
         domain: mdns.domain(),
-        instance: mdns.instance.clone().unwrap_or_else(|| host_name().0),
+        instance: own_instance(config),
         port: config.service_port.unwrap_or(discovery_port),
         txt,
         elsewhere: None,
     }
 }
 
+/// The host's own instance name: `mdns.instance`, or the host name.
+pub(crate) fn own_instance(config: &Config) -> String {
+    config
+        .mdns
+        .instance
+        .clone()
+        .unwrap_or_else(|| host_name().0)
+}
+
 /// A service registered over HTTP, as an instance of the same type: its
 /// id is the instance name, with its name in TXT (`name`) beside its own
 /// entries. One on this host shares this host's name and addresses; one
-/// elsewhere gets a host name of its own, made from its id, with its
-/// address (`own_host`, this host's, is never taken).
+/// elsewhere is on a host named after its address (`ip-192-0-2-7.local.`,
+/// `ip6-2001-db8--7.local.`): services at one address share it, and no
+/// two addresses get one name. `own_host`, this host's name, is never
+/// taken.
 pub(crate) fn registered_advert(mdns: &Mdns, service: &Service, own_host: &str) -> Advert {
     let mut txt = service.txt.clone();
     txt.insert("name".into(), service.name.clone());
     let elsewhere = service.address.map(|ip| {
-        let label: String = service
-            .id
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
+        let label = match ip {
+            IpAddr::V4(v4) => format!("ip-{}", v4.to_string().replace('.', "-")),
+            IpAddr::V6(v6) => format!("ip6-{}", v6.to_string().replace(':', "-")),
+        };
         let mut host = format!("{label}.local.");
         if host.eq_ignore_ascii_case(own_host) {
             host = format!("{label}-service.local.");
@@ -293,12 +319,35 @@ mod tests {
         let ip = "192.0.2.7".parse().unwrap();
         let there = Service::new("api.1", "api", Some(ip), 8080, BTreeMap::new());
         let advert = registered_advert(&mdns, &there, "lab.local.");
-        assert_eq!(advert.elsewhere, Some(("api-1.local.".to_owned(), ip)));
-        let named_like_us = Service::new("lab", "api", Some(ip), 1, BTreeMap::new());
-        let advert = registered_advert(&mdns, &named_like_us, "lab.local.");
         assert_eq!(
             advert.elsewhere,
-            Some(("lab-service.local.".to_owned(), ip))
+            Some(("ip-192-0-2-7.local.".to_owned(), ip))
+        );
+        // Ids that would make one name (a.b, a-b) get their own addresses'.
+        let other = Service::new(
+            "api-1",
+            "api",
+            Some("192.0.2.8".parse().unwrap()),
+            1,
+            BTreeMap::new(),
+        );
+        let advert = registered_advert(&mdns, &other, "lab.local.");
+        assert_eq!(advert.elsewhere.unwrap().0, "ip-192-0-2-8.local.");
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        let advert = registered_advert(
+            &mdns,
+            &Service::new("x", "api", Some(v6), 1, BTreeMap::new()),
+            "lab.local.",
+        );
+        assert_eq!(
+            advert.elsewhere,
+            Some(("ip6-2001-db8--7.local.".to_owned(), v6))
+        );
+        let named_like_us = Service::new("x", "api", Some(ip), 1, BTreeMap::new());
+        let advert = registered_advert(&mdns, &named_like_us, "ip-192-0-2-7.local.");
+        assert_eq!(
+            advert.elsewhere,
+            Some(("ip-192-0-2-7-service.local.".to_owned(), ip))
         );
     }
 }

@@ -22,7 +22,7 @@ pub use browser::{
     browse_mdns, parse_service_type, Instance, MdnsDiscovery, MdnsError, MdnsOptions,
     DEFAULT_SERVICE_TYPE,
 };
-pub(crate) use child::MdnsChild;
+pub(crate) use child::{own_instance, MdnsChild};
 pub use config::Mdns;
 pub(crate) use config::{txt_problems, txt_size, MAX_INSTANCE, MAX_TXT_ENTRY};
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 pub(crate) use discoveryd_api::Service;
 
-pub(crate) use registrations::{Listed, Put, Registrations};
+pub(crate) use registrations::{Listed, Put, Refused, Registrations};
 pub(crate) use spec::{check_id, check_name, Registration, SpecError};
 
 /// The registered services at one moment, sorted by id.

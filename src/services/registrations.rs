@@ -20,6 +20,28 @@ pub(crate) enum Put {
     Refreshed,
 }
 
+/// Why a `PUT` was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// `cap` services are registered already.
+    Full {
+        /// The cap.
+        cap: usize,
+    },
+    /// The id differs only in case from a registered one (ids are compared
+    /// ignoring case, as DNS names are).
+    Case {
+        /// The registered id.
+        registered: String,
+    },
+    /// The id is this host's own mDNS instance name, which it would take
+    /// over.
+    OwnName {
+        /// The instance name.
+        name: String,
+    },
+}
+
 /// A registration as `GET /v1/services` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Listed {
@@ -52,21 +74,32 @@ pub(crate) struct Registrations {
 }
 
 impl Registrations {
-    /// Registers or refreshes `registration`; `None` when it is new and
-    /// `cap` services are registered already.
+    /// Registers or refreshes `registration`, unless it is new and `cap`
+    /// services are registered already, or its id is a registered one's
+    /// in another case.
     pub(crate) fn put(
         &mut self,
         registration: Registration,
         now: Instant,
         cap: usize,
-    ) -> Option<Put> {
+    ) -> Result<Put, Refused> {
         let deadline = now + registration.ttl;
         let id = registration.service.id.clone();
         let put = match self.entries.get(&id) {
             Some(e) if e.registration == registration => Put::Refreshed,
             Some(_) => Put::Updated,
-            None if self.entries.len() >= cap => return None,
-            None => Put::Created,
+            None => {
+                if let Some(registered) = self.entries.keys().find(|k| k.eq_ignore_ascii_case(&id))
+                {
+                    return Err(Refused::Case {
+                        registered: registered.clone(),
+                    });
+                }
+                if self.entries.len() >= cap {
+                    return Err(Refused::Full { cap });
+                }
+                Put::Created
+            }
         };
         self.entries.insert(
             id,
@@ -78,7 +111,7 @@ impl Registrations {
         if put != Put::Refreshed {
             self.generation += 1;
         }
-        Some(put)
+        Ok(put)
     }
 
     /// A heartbeat for `id`: its deadline moves a TTL from `now`. False
@@ -182,13 +215,23 @@ mod tests {
     fn put_pass_remove_and_expire() {
         let t0 = Instant::now();
         let mut r = Registrations::default();
-        assert_eq!(r.put(registration("a", 1, 10), t0, 2), Some(Put::Created));
-        assert_eq!(r.put(registration("b", 1, 5), t0, 2), Some(Put::Created));
-        assert_eq!(r.put(registration("c", 1, 5), t0, 2), None, "the cap");
+        assert_eq!(r.put(registration("a", 1, 10), t0, 3), Ok(Put::Created));
+        assert_eq!(r.put(registration("b", 1, 5), t0, 3), Ok(Put::Created));
+        assert_eq!(
+            r.put(registration("B", 1, 5), t0, 3),
+            Err(Refused::Case {
+                registered: "b".into()
+            }),
+            "ids are compared ignoring case"
+        );
+        assert_eq!(
+            r.put(registration("c", 1, 5), t0, 2),
+            Err(Refused::Full { cap: 2 })
+        );
         let g = r.generation();
-        assert_eq!(r.put(registration("a", 1, 10), t0, 2), Some(Put::Refreshed));
+        assert_eq!(r.put(registration("a", 1, 10), t0, 2), Ok(Put::Refreshed));
         assert_eq!(r.generation(), g, "a refresh changes nothing advertised");
-        assert_eq!(r.put(registration("a", 2, 10), t0, 2), Some(Put::Updated));
+        assert_eq!(r.put(registration("a", 2, 10), t0, 2), Ok(Put::Updated));
         assert_eq!(r.generation(), g + 1);
         assert_eq!(r.next_deadline(), Some(t0 + Duration::from_secs(5)));
 

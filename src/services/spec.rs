@@ -149,12 +149,12 @@ fn name(fields: &Map<String, Value>) -> Result<String, SpecError> {
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let ok = (1..=MAX_NAME).contains(&name.len())
         && !name.contains('/')
-        && !name.chars().any(char::is_control);
+        && !name.chars().any(crate::client::is_unprintable);
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "{name:?} is not a service name: use 1 to {MAX_NAME} bytes, without `/` or control characters"
+            "{name:?} is not a service name: use 1 to {MAX_NAME} bytes, without `/`, control characters, bidirectional or zero-width marks"
         ))
     }
 }
@@ -305,6 +305,14 @@ mod tests {
             (r#"{"name": 7, "port": 1, "ttl": "1s"}"#.to_owned(), "name"),
             (
                 r#"{"name": "a/b", "port": 1, "ttl": "1s"}"#.to_owned(),
+                "name",
+            ),
+            (
+                "{\"name\": \"\u{202e}evil\", \"port\": 1, \"ttl\": \"1s\"}".to_owned(),
+                "name",
+            ),
+            (
+                "{\"name\": \"a\u{2028}b\", \"port\": 1, \"ttl\": \"1s\"}".to_owned(),
                 "name",
             ),
             (r#"{"name": "a", "ttl": "1s"}"#.to_owned(), "port"),

@@ -192,6 +192,23 @@ python3 -c 'import time, sys; print("  published %.3f s after etcd was ready" % 
 check "status shows it publishing" \
   wait_until 2 "publishing" eval '[ "$(registry_state)" = "publishing 1" ]'
 kill -TERM "$DPID"; wait "$DPID"
+
+# --- under the shipped unit's sandbox ---------------------------------------------
+# Its seccomp filter (RestrictAddressFamilies=, through Debian's
+# python3-seccomp) and an unprivileged user, as DynamicUser= gives.
+/usr/bin/python3 -c 'import seccomp' 2> /dev/null \
+  || die "Debian's python3-seccomp is missing; install it: apt-get install python3-seccomp"
+chmod 755 "$WORK"
+mkdir -p "$WORK/unit-run" && chown 65534:65534 "$WORK/unit-run"
+chmod 644 "$WORK/d.toml"
+spawn_in_ns e "$WORK/unit.out" /usr/bin/python3 tests/netns/unit_sandbox.py config/discoveryd.service -- \
+  setpriv --reuid=65534 --regid=65534 --clear-groups \
+  "$BIN" run --port 0 --config "$WORK/d.toml" --pidfile "$WORK/unit-run/discoveryd.pid"
+UNIT_PID=$SPAWNED_PID
+check "under the unit's sandbox and an unprivileged user, it publishes into etcd" \
+  wait_until 5 "published under the sandbox" eval '[ "$(keys "$EP1")" = "$OWN " ]'
+kill -TERM "$UNIT_PID"; wait "$UNIT_PID"
+check "and revokes its lease on SIGTERM" expect "keys" "$(keys "$EP1")" ""
 kill -TERM "$PID_m1"; wait "$PID_m1"
 
 # --- a 3-member cluster loses its leader -------------------------------------------

@@ -194,6 +194,90 @@ fn ipv6_servers_are_found_over_ipv6() {
     assert_eq!(code, 0, "{doc}");
     assert_eq!(doc["servers"][0]["ip"], "::1");
     assert_eq!(doc["servers"][0]["reply"], "SERVER_IP:::1");
+
+    // Both families at once: each answer's sender read whole (one
+    // receive batch for both sockets cut IPv6 senders short after an
+    // IPv4 answer, and discover then waited out its timeout).
+    let started = std::time::Instant::now();
+    let (code, doc) = json(&[
+        "discover",
+        "--target",
+        &format!("127.0.0.1:{port}"),
+        "--target",
+        &format!("[::1]:{port}"),
+        "--timeout",
+        "10s",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    let mut from: Vec<String> = doc["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["from"].as_str().unwrap().to_owned())
+        .collect();
+    from.sort();
+    assert_eq!(
+        from,
+        [format!("127.0.0.1:{port}"), format!("[::1]:{port}")],
+        "{doc}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "returned once both answered, not at its 10 s timeout: {doc}"
+    );
+}
+
+/// A hostile LAN: a server whose services document claims far more
+/// services than there can be, and a stranger's document from a port that
+/// never answered the discovery request.
+#[test]
+fn hostile_services_documents_are_bounded() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    server
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let answering = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        for _ in 0..2 {
+            let Ok((n, from)) = server.recv_from(&mut buf) else {
+                return;
+            };
+            let doc = format!(
+                r#"{{"ip":"127.0.0.1","services":[{{"id":"a","name":"x","address":"192.0.2.9","port":1}}],"services_total":{}}}"#,
+                u64::MAX
+            );
+            let reply: &[u8] = if buf[..n].starts_with(b"DISCOVER_JSON") {
+                let lie = r#"{"ip":"10.9.9.9","services":[{"id":"z","name":"z","address":"10.9.9.9","port":1}],"services_total":18446744073709551615}"#;
+                let _ = stranger.send_to(lie.as_bytes(), from);
+                doc.as_bytes()
+            } else {
+                b"SERVER_IP:127.0.0.1"
+            };
+            let _ = server.send_to(reply, from);
+            let _ = server.send_to(reply, from);
+        }
+    });
+    let (code, doc) = json(&[
+        "discover",
+        "--target",
+        &format!("127.0.0.1:{port}"),
+        "--timeout",
+        "1s",
+        "--json",
+    ]);
+    answering.join().unwrap();
+    assert_eq!(code, 0, "{doc}");
+    let services = doc["services"].as_array().unwrap();
+    assert_eq!(services.len(), 1, "the stranger's is not listed: {doc}");
+    assert_eq!(services[0]["server"], "127.0.0.1");
+    assert_eq!(
+        doc["services_left_out"],
+        u64::MAX - 1,
+        "counted once per server: {doc}"
+    );
 }
 
 #[test]

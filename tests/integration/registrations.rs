@@ -333,3 +333,51 @@ fn registrations_outlive_reloads_that_rebuild_the_json_responder() {
     let listed = get(moved, "/v1/services").json();
     assert_eq!(listed["services"][0]["id"], "kept", "{listed}");
 }
+
+#[test]
+fn ids_are_compared_ignoring_case_and_never_take_the_host_s_own_name() {
+    let (_config, _daemon, _port, http) =
+        daemon_with("[http]\nlisten = \"127.0.0.1:0\"\n[mdns]\ninstance = \"lab\"\n");
+    let body = r#"{"name": "a", "port": 1, "ttl": "1m"}"#;
+    assert_eq!(put(http, "web", body).code, 201);
+    let other_case = put(http, "Web", body);
+    assert_eq!(other_case.code, 409, "{other_case:?}");
+    assert!(other_case.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("`web`"));
+    let own = put(http, "LAB", body);
+    assert_eq!(own.code, 409, "{own:?}");
+    assert!(own.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("mDNS instance"));
+    let listed = get(http, "/v1/services").json();
+    assert_eq!(listed["services"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+#[test]
+fn a_body_that_never_arrives_is_given_up_on() {
+    use std::io::{Read, Write};
+    let (_config, _daemon, port, http) = daemon("");
+    let mut stream = std::net::TcpStream::connect(http).unwrap();
+    stream
+        .set_read_timeout(Some(crate::util::DEADLINE))
+        .unwrap();
+    let head =
+        format!("PUT /v1/services/slow HTTP/1.1\r\nHost: {http}\r\nContent-Length: 100\r\n\r\n{{");
+    stream.write_all(head.as_bytes()).unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "given up on after its 5 s, not held: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        Client::new().ask(port, b"DISCOVER_SERVER").as_deref(),
+        Some("SERVER_IP:127.0.0.1")
+    );
+}

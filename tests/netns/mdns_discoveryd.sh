@@ -254,6 +254,49 @@ check "a registration without heartbeats (ttl 2s) is removed within 3 s of its P
   event_within "$WORK/expire.out" removed brief "$t_brief" 3
 api DELETE /v1/services/here-1 > /dev/null
 
+# A burst: 150 registrations, then their deletion, as fast as HTTP takes
+# them (more than mdns-sd's command queue holds at once).
+burst() { # burst PUT|DELETE
+  local http
+  http=$(in_ns srv "$BIN" status --json --pidfile "$WORK/srv.pid" | python3 -c 'import json, sys; print(json.load(sys.stdin)["http"])')
+  in_ns srv python3 -c '
+import http.client, sys
+host, port = sys.argv[1].rsplit(":", 1)
+c = http.client.HTTPConnection(host, int(port))
+for i in range(150):
+    body = b"{\"name\": \"b\", \"port\": 7100, \"ttl\": \"1m\", \"address\": \"192.0.2.%d\"}" % (100 + i % 100)
+    c.request(sys.argv[2], "/v1/services/burst-%d" % i, body=body if sys.argv[2] == "PUT" else None)
+    r = c.getresponse(); r.read()
+    assert r.status in (200, 201), r.status' "$http" "$1"
+}
+mdns_threads() { # the mDNS responder threads srv runs
+  grep -lx "mDNS_daemon" /proc/"$SRV1_PID"/task/*/comm 2> /dev/null | wc -l
+}
+counter 8 "$WORK/burst-count.out"
+burst PUT
+advertised() { # how many instances srv's status says it advertises
+  in_ns srv "$BIN" status --json --pidfile "$WORK/srv.pid" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["mdns"]["services"]))'
+}
+check "a burst of 150 registrations is advertised, 10 at a time, within 4 s" \
+  wait_until 4 "151 advertised" eval '[ "$(advertised)" = 151 ]'
+burst DELETE
+check "and their deletion withdrawn within 4 s" \
+  wait_until 4 "1 advertised" eval '[ "$(advertised)" = 1 ]'
+check "with one mDNS responder running throughout (none leaked)" expect "mDNS_daemon threads" "$(mdns_threads)" 1
+wait "$COUNTER_PID"
+burst_packets() {
+  python3 -c '
+import json, sys
+n = sum(1 for e in map(json.loads, open(sys.argv[1])) if e["event"] == "packet")
+print("  %d mDNS packets from srv in 8 s" % n)
+sys.exit(0 if n < 2400 else 1)' "$WORK/burst-count.out"
+}
+check "the burst costs a bounded number of packets (under 300 a second)" burst_packets
+check "and a browser on A finds none of them afterwards: goodbyes sent" \
+  expect "burst instances seen" "$(zc ca "$TYPE" --timeout 3 | python3 -c '
+import json, sys
+print(sum(1 for e in map(json.loads, sys.stdin) if e.get("port") and e["name"].startswith("burst-")))')" 0
+
 # --- conflicts --------------------------------------------------------------------
 printf 'pidfile = "%s"\n[mdns]\nenabled = true\ninstance = "lab-scanner"\n' "$WORK/srv2.pid" \
   | write_config "$WORK/srv2.toml"

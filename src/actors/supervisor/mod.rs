@@ -395,7 +395,10 @@ impl Actor for SupervisorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(REFUSAL_LOG_PERIOD, |sup, _| sup.log_refusals());
+        ctx.run_interval(REFUSAL_LOG_PERIOD, |sup, _| {
+            sup.log_refusals();
+            sup.log_registrations();
+        });
         // Interfaces come and go (DHCP, hotplug): keep `on_link_only` current.
         ctx.run_interval(SUBNET_REFRESH, |sup, _| sup.refresh_subnets());
         if let Some(Requests(mut requests)) = self.requests.take() {

@@ -15,39 +15,75 @@ use super::SupervisorActor;
 use crate::config::Config;
 use crate::messages::Notice;
 use crate::responders::Snapshot;
-use crate::services::{Put, Registration, Registrations, Store};
+use crate::services::{Put, Refused, Registration, Registrations, Store};
 
-/// The registration table, its store, and the timer of its next expiry.
+/// The most registration events logged one by one in a log period; past
+/// it they are counted, and summed up at the end of the period, so that a
+/// churning client cannot flood the log.
+const LOGGED_PER_PERIOD: u32 = 20;
+
+/// The registration table, its store, the timer of its next expiry, and
+/// what the log was told this period.
 #[derive(Default)]
 pub(super) struct Registry {
     pub(super) table: Registrations,
     pub(super) store: Store,
     expiry: Option<(Instant, SpawnHandle)>,
+    /// Events logged one by one this period.
+    logged: u32,
+    /// Events past the limit this period.
+    unlogged: u64,
+    /// Registrations refused this period.
+    refused: u64,
+}
+
+impl Registry {
+    /// Whether an event may be logged one by one now.
+    fn loggable(&mut self) -> bool {
+        if self.logged < LOGGED_PER_PERIOD {
+            self.logged += 1;
+            true
+        } else {
+            self.unlogged += 1;
+            false
+        }
+    }
 }
 
 impl SupervisorActor {
-    /// Registers or refreshes a service; `None` when the cap is reached.
+    /// Registers or refreshes a service, unless the table refuses it, or
+    /// its id is this host's own mDNS instance name (which it would take
+    /// over).
     pub(super) fn register(
         &mut self,
         registration: Registration,
         ctx: &mut Context<Self>,
-    ) -> Option<Put> {
+    ) -> Result<Put, Refused> {
         let cap = self.config.http.max_registrations;
         let (id, name) = (
             registration.service.id.clone(),
             registration.service.name.clone(),
         );
-        let Some(put) = self.services.table.put(registration, Instant::now(), cap) else {
-            warn!(%id, %name, cap, "registration refused: http.max_registrations reached");
-            return None;
+        let own = crate::mdns::own_instance(&self.config);
+        if own.eq_ignore_ascii_case(&id) {
+            return Err(Refused::OwnName { name: own });
+        }
+        let put = match self.services.table.put(registration, Instant::now(), cap) {
+            Ok(put) => put,
+            Err(refused) => {
+                self.services.refused += 1;
+                debug!(%id, ?refused, "registration refused");
+                return Err(refused);
+            }
         };
+        let loggable = put != Put::Refreshed && self.services.loggable();
         match put {
-            Put::Created => info!(%id, %name, "service registered"),
-            Put::Updated => info!(%id, %name, "service registration updated"),
-            Put::Refreshed => debug!(%id, "service registration refreshed"),
+            Put::Created if loggable => info!(%id, name = ?name, "service registered"),
+            Put::Updated if loggable => info!(%id, name = ?name, "service registration updated"),
+            _ => debug!(%id, ?put, "service registration"),
         }
         self.services_changed(ctx);
-        Some(put)
+        Ok(put)
     }
 
     /// A heartbeat; false for an unknown id.
@@ -60,7 +96,7 @@ impl SupervisorActor {
     /// Removes a service; false for an unknown id.
     pub(super) fn deregister(&mut self, id: &str, ctx: &mut Context<Self>) -> bool {
         let known = self.services.table.remove(id);
-        if known {
+        if known && self.services.loggable() {
             info!(%id, "service deregistered");
         }
         self.services_changed(ctx);
@@ -71,9 +107,33 @@ impl SupervisorActor {
     fn expire(&mut self, ctx: &mut Context<Self>) {
         self.services.expiry = None;
         for service in self.services.table.expire(Instant::now()) {
-            info!(id = %service.id, name = %service.name, "service registration expired: no heartbeat within its ttl");
+            if self.services.loggable() {
+                info!(id = %service.id, name = ?service.name, "service registration expired: no heartbeat within its ttl");
+            }
         }
         self.services_changed(ctx);
+    }
+
+    /// Sums up the registration events not logged one by one, and the
+    /// refusals, of the period that ends.
+    pub(super) fn log_registrations(&mut self) {
+        let r = &mut self.services;
+        if r.unlogged > 0 {
+            info!(
+                more = r.unlogged,
+                registered = r.table.len(),
+                "service registrations changed more often than logged one by one"
+            );
+        }
+        if r.refused > 0 {
+            warn!(
+                refused = r.refused,
+                registered = r.table.len(),
+                cap = self.config.http.max_registrations,
+                "service registrations refused (the cap, or an id taken in another case)"
+            );
+        }
+        (r.logged, r.unlogged, r.refused) = (0, 0, 0);
     }
 
     /// Publishes the table if its list changed, and sets the timer for
