@@ -72,6 +72,14 @@ pub use service::Service;
 pub use status::{Counts, LastReload, MdnsStatus, ReloadResult, Reloads, Status};
 pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 
+/// Locks `mutex`, whatever a thread that panicked while holding it left:
+/// what the mutexes here guard (a status, a handle) stays usable.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Validates the configuration from `source`, responder options included
 /// (with the types of `registry`), and returns the effective configuration
 /// as TOML.
@@ -80,7 +88,7 @@ pub(crate) fn check(
     registry: &discoveryd_api::Registry,
 ) -> Result<String, Error> {
     let config = source.load()?;
-    responders::Snapshot::build(&config, registry, source, None, &Default::default())?;
+    responders::Snapshot::first(&config, registry, source)?;
     let mut shown = config;
     // What `check` prints ends up in terminals and tickets.
     if shown.http.token.is_some() {
@@ -121,14 +129,7 @@ pub mod fuzzing {
                 ],
                 ..Config::default()
             };
-            Snapshot::build(
-                &config,
-                &crate::registry(),
-                &ConfigSource::default(),
-                None,
-                &Default::default(),
-            )
-            .expect("valid")
+            Snapshot::first(&config, &crate::registry(), &ConfigSource::default()).expect("valid")
         });
         let (head, payload) = data.split_at(data.len().min(6));
         let mut h = [0u8; 6];

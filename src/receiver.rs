@@ -322,14 +322,7 @@ mod tests {
         config.security.rate_limit.burst = 1e9;
         config.security.rate_limit.global = 1e9;
         config.reply_jitter = jitter.map(|j| j.parse().unwrap());
-        let snapshot = Snapshot::build(
-            &config,
-            &registry(),
-            &ConfigSource::default(),
-            None,
-            &Default::default(),
-        )
-        .unwrap();
+        let snapshot = Snapshot::first(&config, &registry(), &ConfigSource::default()).unwrap();
         let shared = Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             counters: Arc::default(),

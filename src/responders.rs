@@ -82,6 +82,15 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot for `config`, before any service is registered.
+    pub(crate) fn first(
+        config: &Config,
+        registry: &Registry,
+        source: &ConfigSource,
+    ) -> Result<Self, ConfigErrors> {
+        Self::build(config, registry, source, None, &Arc::default())
+    }
+
     /// Builds the snapshot for `config` and the registered `services`,
     /// reusing the responders of `previous` whose type, options and global
     /// settings are unchanged, and that did not read the services or read
@@ -239,24 +248,10 @@ mod tests {
     #[test]
     fn chain_asks_responders_in_order() {
         let config = config_with(&[("json", "message = \"DISCOVER_SERVER\""), ("classic", "")]);
-        let s = Snapshot::build(
-            &config,
-            &registry(),
-            &ConfigSource::default(),
-            None,
-            &Default::default(),
-        )
-        .unwrap();
+        let s = Snapshot::first(&config, &registry(), &ConfigSource::default()).unwrap();
         assert!(ask(&s, b"DISCOVER_SERVER").1.starts_with(b"{"));
         let config = config_with(&[("classic", ""), ("json", "message = \"DISCOVER_SERVER\"")]);
-        let s = Snapshot::build(
-            &config,
-            &registry(),
-            &ConfigSource::default(),
-            None,
-            &Default::default(),
-        )
-        .unwrap();
+        let s = Snapshot::first(&config, &registry(), &ConfigSource::default()).unwrap();
         assert_eq!(
             ask(&s, b"DISCOVER_SERVER"),
             (Outcome::Replied, b"SERVER_IP:127.0.0.1".to_vec())
@@ -267,14 +262,7 @@ mod tests {
     #[test]
     fn a_panicking_responder_is_caught_and_named() {
         let config = config_with(&[("fault", "trigger = \"BOOM\""), ("classic", "")]);
-        let s = Snapshot::build(
-            &config,
-            &registry(),
-            &ConfigSource::default(),
-            None,
-            &Default::default(),
-        )
-        .unwrap();
+        let s = Snapshot::first(&config, &registry(), &ConfigSource::default()).unwrap();
         let (outcome, _) = ask(&s, b"BOOM");
         assert!(
             matches!(&outcome, Outcome::Panicked { responder, .. } if responder == "responders[0] (fault)"),
@@ -286,16 +274,10 @@ mod tests {
     #[test]
     fn unknown_types_are_config_errors_listing_the_known_ones() {
         let config = config_with(&[("jsno", "")]);
-        let err = Snapshot::build(
-            &config,
-            &registry(),
-            &ConfigSource::file("f.toml"),
-            None,
-            &Default::default(),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let err = Snapshot::first(&config, &registry(), &ConfigSource::file("f.toml"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             err.starts_with("f.toml: key `responders[0]`: unknown responder type `jsno`"),
             "{err}"
@@ -308,17 +290,10 @@ mod tests {
         let registry = registry();
         let source = ConfigSource::default();
         let config = config_with(&[("json", "name = \"a\""), ("classic", "")]);
-        let first =
-            Snapshot::build(&config, &registry, &source, None, &Default::default()).unwrap();
+        let first = Snapshot::first(&config, &registry, &source).unwrap();
         let config = config_with(&[("json", "name = \"b\""), ("classic", "")]);
-        let second = Snapshot::build(
-            &config,
-            &registry,
-            &source,
-            Some(&first),
-            &Default::default(),
-        )
-        .unwrap();
+        let second =
+            Snapshot::build(&config, &registry, &source, Some(&first), &Arc::default()).unwrap();
         assert!(!Arc::ptr_eq(
             &first.links[0].responder,
             &second.links[0].responder
@@ -330,14 +305,8 @@ mod tests {
         // A global setting the classic responder uses forces its rebuild.
         let mut config = config;
         config.message = "OTHER".into();
-        let third = Snapshot::build(
-            &config,
-            &registry,
-            &source,
-            Some(&second),
-            &Default::default(),
-        )
-        .unwrap();
+        let third =
+            Snapshot::build(&config, &registry, &source, Some(&second), &Arc::default()).unwrap();
         assert!(!Arc::ptr_eq(
             &second.links[1].responder,
             &third.links[1].responder
@@ -349,8 +318,7 @@ mod tests {
         let registry = registry();
         let source = ConfigSource::default();
         let config = config_with(&[("classic", ""), ("json", "")]);
-        let none = Arc::new(Services::default());
-        let first = Snapshot::build(&config, &registry, &source, None, &none).unwrap();
+        let first = Snapshot::first(&config, &registry, &source).unwrap();
         let services = Arc::new(Services {
             generation: 1,
             list: vec![crate::services::Service::new(

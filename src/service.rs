@@ -51,7 +51,7 @@ impl Service {
     /// again), answering with the responder types of `registry`. Fails if
     /// a responder cannot be built from its options.
     pub fn new(source: ConfigSource, config: Config, registry: Registry) -> Result<Self, Error> {
-        let snapshot = Snapshot::build(&config, &registry, &source, None, &Default::default())?;
+        let snapshot = Snapshot::first(&config, &registry, &source)?;
         crate::mdns::preflight(&config, false, &source)?;
         Ok(Self {
             source,

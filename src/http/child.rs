@@ -3,7 +3,7 @@
 //! when a reload changes `[http]`.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use actix::{Actor, ActorContext, Addr, Context, Handler, Recipient};
 use actix_web::dev::ServerHandle;
@@ -14,6 +14,7 @@ use super::config::{check_token, Http};
 use super::routes::{routes, Api, MAX_BODY};
 use crate::actors::{Child, ChildContext, Restart, SupervisorActor};
 use crate::config::Config;
+use crate::lock;
 use crate::messages::{ChildExited, Notice};
 use crate::status::Status;
 
@@ -55,7 +56,7 @@ impl Child for HttpChild {
     }
 
     fn status(&self, status: &mut Status) {
-        status.http = *self.bound.lock().unwrap_or_else(PoisonError::into_inner);
+        status.http = *lock(&self.bound);
     }
 }
 
@@ -99,7 +100,7 @@ impl HttpActor {
     }
 
     fn set_bound(&self, addr: Option<SocketAddr>) {
-        *self.bound.lock().unwrap_or_else(PoisonError::into_inner) = addr;
+        *lock(&self.bound) = addr;
     }
 
     /// Starts the server; its handle, and the address it listens on (the

@@ -286,13 +286,7 @@ async fn pass(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    api.admit(&req, true)?;
-    check_id(&id)?;
-    let id = id.into_inner();
-    if !api.ask(|tx| Request::Pass(id.clone(), tx)).await? {
-        return Err(unknown(&id));
-    }
-    Ok(HttpResponse::Ok().json(json!({ "id": id, "result": "passed" })))
+    on_registered(&api, &req, id.into_inner(), Request::Pass, "passed").await
 }
 
 /// Removes the service `id` at once.
@@ -301,13 +295,28 @@ async fn deregister(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    api.admit(&req, true)?;
+    on_registered(&api, &req, id.into_inner(), Request::Deregister, "deleted").await
+}
+
+/// Asks the supervisor `request` about the registered service `id`
+/// (which it answers false for when it does not know it): 200 with
+/// `result`, or 404.
+async fn on_registered(
+    api: &Api,
+    req: &HttpRequest,
+    id: String,
+    request: fn(String, oneshot::Sender<bool>) -> Request,
+    result: &str,
+) -> Result<HttpResponse, ApiError> {
+    api.admit(req, true)?;
     check_id(&id)?;
-    let id = id.into_inner();
-    if !api.ask(|tx| Request::Deregister(id.clone(), tx)).await? {
-        return Err(unknown(&id));
+    if !api.ask(|tx| request(id.clone(), tx)).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no service `{id}` is registered (never, or it expired); register it with PUT /v1/services/{id}"),
+        ));
     }
-    Ok(HttpResponse::Ok().json(json!({ "id": id, "result": "deleted" })))
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "result": result })))
 }
 
 /// How long a request body may take to arrive: a client that sends its
@@ -341,11 +350,4 @@ async fn read_body(body: web::Payload) -> Result<web::Bytes, ApiError> {
             format!("cannot read the body: {e}"),
         )
     })
-}
-
-fn unknown(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("no service `{id}` is registered (never, or it expired); register it with PUT /v1/services/{id}"),
-    )
 }

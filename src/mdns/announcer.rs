@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mdns_sd::{DaemonEvent, IfKind, RRType, ServiceDaemon, ServiceInfo};
@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use super::config::Mdns;
 use super::goodbye;
 use super::links::{probe_port, Links};
+use crate::lock;
 use crate::status::MdnsStatus;
 
 /// How often interface addresses are checked: an added address is
@@ -118,10 +119,6 @@ struct Names {
 }
 
 type SharedNames = Arc<Mutex<Names>>;
-
-fn lock(names: &SharedNames) -> MutexGuard<'_, Names> {
-    names.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The running mDNS responder and what it advertises.
 pub(crate) struct Announcer {

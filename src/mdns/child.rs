@@ -3,7 +3,7 @@
 //! sends its goodbyes when the service stops.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Recipient};
@@ -12,6 +12,7 @@ use tracing::warn;
 use super::announcer::{Advert, Announcer, Selection};
 use crate::actors::{Child, ChildContext, Restart, SupervisorActor};
 use crate::config::Config;
+use crate::lock;
 use crate::mdns::Mdns;
 use crate::messages::{ChildExited, Notice};
 use crate::services::{Service, Services};
@@ -22,10 +23,6 @@ const NAME: &str = "mdns announcer";
 /// The announcer, shared between the child (which stops it when the
 /// service stops) and its actor (which follows the configuration).
 type Shared = Arc<Mutex<Option<Announcer>>>;
-
-fn lock(shared: &Shared) -> MutexGuard<'_, Option<Announcer>> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The mDNS announcer, as the supervisor's child.
 #[derive(Default)]

@@ -5,7 +5,7 @@
 //! the service stops.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, Addr, Context, Handler, Recipient};
@@ -16,6 +16,7 @@ use super::published::Inputs;
 use super::publisher::Publisher;
 use crate::actors::{Child, ChildContext, Restart, SupervisorActor};
 use crate::config::Config;
+use crate::lock;
 use crate::messages::{ChildExited, Notice};
 use crate::services::Services;
 use crate::status::Status;
@@ -28,10 +29,6 @@ const REVOKE_WAIT: Duration = Duration::from_secs(2);
 /// The publishers, shared between the child (which stops them when the
 /// service stops, and reports them) and its actor.
 type Shared = Arc<Mutex<Vec<Publisher>>>;
-
-fn lock(shared: &Shared) -> MutexGuard<'_, Vec<Publisher>> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The registry publishers, as the supervisor's child.
 #[derive(Default)]

@@ -7,7 +7,7 @@
 //! lease, so the keys go at once.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ use super::config::Etcd;
 use super::etcd::{Client, EtcdError, LeaseId};
 use super::published::{published, Inputs, Published};
 use crate::duration::HumanDuration;
+use crate::lock;
 use crate::supervision::{RestartDecision, RestartOnFailure, RestartTracker};
 
 /// A registry's state, as `status` and `/metrics` show it.
@@ -58,10 +59,6 @@ pub(crate) struct Publisher {
     commands: Sender<Command>,
     done: Receiver<()>,
     status: Arc<Mutex<RegistryStatus>>,
-}
-
-fn lock(status: &Mutex<RegistryStatus>) -> MutexGuard<'_, RegistryStatus> {
-    status.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Publisher {
