@@ -72,6 +72,10 @@ pub use service::Service;
 pub use status::{Counts, LastReload, MdnsStatus, ReloadResult, Reloads, Status};
 pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 
+/// The version `--version` prints: the package's, with the git commit it
+/// was built from when built from a checkout (`0.1.0 (1a2b3c4d5e6f)`).
+pub const VERSION: &str = env!("DISCOVERYD_VERSION");
+
 /// Locks `mutex`, whatever a thread that panicked while holding it left:
 /// what the mutexes here guard (a status, a handle) stays usable.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -9,7 +9,7 @@ use crate::duration::HumanDuration;
 
 /// LAN service discovery: answers DISCOVER_SERVER with SERVER_IP:<ip>.
 #[derive(Debug, Parser)]
-#[command(name = "discoveryd", version, about)]
+#[command(name = "discoveryd", version = crate::VERSION, about)]
 pub(super) struct Cli {
     #[command(subcommand)]
     pub(super) command: Command,
@@ -35,6 +35,15 @@ pub(super) enum Command {
     Reload(ReloadArgs),
     /// Load a discovery server with a bounded closed-loop benchmark.
     Bench(BenchArgs),
+    /// Print shell completions for discoveryd, to source or install.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(super) shell: clap_complete::Shell,
 }
 
 /// The most client sockets `bench` runs (one thread each).

@@ -51,11 +51,20 @@ pub fn main_with(register: impl FnOnce(&mut Registry) -> Result<(), RegistryErro
         Command::Status(args) => return instance::status(&args),
         Command::Reload(args) => return instance::reload(&args),
         Command::Bench(args) => tools::bench(args),
+        Command::Completions(args) => tools::completions(args.shell),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }
+}
+
+/// The whole command line's definition, for what is generated from it
+/// (the man pages, the completions); not a stable API.
+#[doc(hidden)]
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    Cli::command()
 }
 
 fn source(config: ConfigArg, overrides: Overrides) -> ConfigSource {

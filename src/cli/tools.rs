@@ -322,3 +322,11 @@ fn print_found(
         ExitCode::from(crate::EXIT_INTERNAL)
     })
 }
+
+/// `completions SHELL`: the shell's completion script on stdout.
+pub(super) fn completions(shell: clap_complete::Shell) -> Result<(), Error> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut super::command(), "discoveryd", &mut script);
+    out(format_args!("{}", String::from_utf8_lossy(&script)))
+        .map_err(|e| Error::Setup(format!("cannot write the completions to stdout: {e}")))
+}

@@ -18,6 +18,7 @@ mod jitter;
 mod lifecycle;
 mod logs;
 mod operators;
+mod packaging;
 mod plugins;
 mod registrations;
 mod registries;
