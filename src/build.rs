@@ -1,4 +1,6 @@
-//! The build script (not a module of the crate): sets `DISCOVERYD_VERSION`,
+//! The build script (not a module of the crate): sets `VERSION_WITH_COMMIT`
+//! (not `DISCOVERYD_...`: cargo also hands it to what `cargo run` starts,
+//! where that prefix would be read as a config key),
 //! the version `--version` prints, to the package's version followed by the
 //! git commit it is built from, when it is built from a git checkout, such
 //! as `0.1.0 (1a2b3c4d5e6f)`; the package's version alone otherwise (a
@@ -13,8 +15,8 @@ fn main() {
     let git = Path::new(&dir).join(".git");
     let commit = git.exists().then(|| commit(&dir)).flatten();
     match commit {
-        Some(commit) => println!("cargo:rustc-env=DISCOVERYD_VERSION={version} ({commit})"),
-        None => println!("cargo:rustc-env=DISCOVERYD_VERSION={version}"),
+        Some(commit) => println!("cargo:rustc-env=VERSION_WITH_COMMIT={version} ({commit})"),
+        None => println!("cargo:rustc-env=VERSION_WITH_COMMIT={version}"),
     }
     // Built again when the checkout moves to another commit.
     for path in ["HEAD", "packed-refs"] {

@@ -196,6 +196,22 @@ pub(crate) fn escape_controls(text: &str) -> String {
     out
 }
 
+/// `text` from the network for a table cell: escaped (see
+/// [`escape_controls`]) and cut to `max` characters (ending with `...`),
+/// so that no value makes every row as wide as itself.
+pub(crate) fn cell(text: &str, max: usize) -> String {
+    let escaped = escape_controls(text);
+    if escaped.chars().count() <= max {
+        return escaped;
+    }
+    let cut: String = escaped.chars().take(max.saturating_sub(3)).collect();
+    format!("{cut}...")
+}
+
+/// The widest a table cell from the network is shown (`--json` has it
+/// whole).
+pub(crate) const MAX_CELL: usize = 64;
+
 /// A character that changes how text around it shows instead of showing
 /// itself: controls (C0, DEL, C1), bidirectional marks, overrides and
 /// isolates, zero-width characters, and the line and paragraph separators.
@@ -463,12 +479,12 @@ impl Discovery {
             .map(|s| {
                 let txt: Vec<String> = s.txt.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 [
-                    escape_controls(&s.id),
-                    escape_controls(&s.name),
+                    cell(&s.id, MAX_CELL),
+                    cell(&s.name, MAX_CELL),
                     s.address.to_string(),
                     s.port.to_string(),
                     s.server.to_string(),
-                    escape_controls(&txt.join(" ")),
+                    cell(&txt.join(" "), 4 * MAX_CELL),
                 ]
             })
             .collect();

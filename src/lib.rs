@@ -74,7 +74,7 @@ pub use supervision::{RestartOnFailure, RetryAfterCleanup, Supervision};
 
 /// The version `--version` prints: the package's, with the git commit it
 /// was built from when built from a checkout (`0.1.0 (1a2b3c4d5e6f)`).
-pub const VERSION: &str = env!("DISCOVERYD_VERSION");
+pub const VERSION: &str = env!("VERSION_WITH_COMMIT");
 
 /// Locks `mutex`, whatever a thread that panicked while holding it left:
 /// what the mutexes here guard (a status, a handle) stays usable.

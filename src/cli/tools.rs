@@ -150,9 +150,21 @@ fn discover_etcd(args: &DiscoverArgs) -> ExitCode {
     let registry = config.registries.first().map(|r| match r {
         crate::Registry::Etcd(etcd) => etcd,
     });
-    let credentials = match registry.map(crate::Etcd::credentials).transpose() {
-        Ok(credentials) => credentials.flatten(),
-        Err(e) => return fail(&Error::Usage(e)),
+    // The config's credentials go only to the cluster they are for.
+    let asked = crate::Etcd {
+        endpoints: args.etcd.clone(),
+        prefix: registry.map_or_else(Default::default, |r| r.prefix.clone()),
+        ..crate::Etcd::default()
+    };
+    let credentials = match registry
+        .filter(|r| r.same_place(&asked))
+        .map(|r| r.credentials())
+    {
+        Some(credentials) => match credentials.read() {
+            Ok(credentials) => credentials,
+            Err(e) => return fail(&Error::Usage(e)),
+        },
+        None => None,
     };
     let options = crate::EtcdOptions {
         endpoints: args.etcd.clone(),
@@ -172,7 +184,7 @@ fn discover_etcd(args: &DiscoverArgs) -> ExitCode {
     }
     let found = match crate::browse_etcd(&options) {
         Ok(found) => found,
-        Err(e) if e.starts_with("--etcd") => return fail(&Error::Usage(e)),
+        Err(e) if e.starts_with("--") => return fail(&Error::Usage(e)),
         Err(e) => {
             err_line(format_args!("discoveryd: error: {e}"));
             return ExitCode::from(crate::EXIT_PORT);

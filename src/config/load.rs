@@ -372,7 +372,11 @@ fn user_set_key(figment: &Figment, key: String) -> String {
 
 /// Names the layer that set `key`.
 fn origin(figment: &Figment, key: &str) -> ConfigOrigin {
-    describe_metadata(figment.find_metadata(key), key)
+    // An item of a list (`registries[0].ttl`) came with its list.
+    let found = figment
+        .find_metadata(key)
+        .or_else(|| figment.find_metadata(key.split('[').next().unwrap_or(key)));
+    describe_metadata(found, key)
 }
 
 fn describe_metadata(metadata: Option<&Metadata>, key: &str) -> ConfigOrigin {

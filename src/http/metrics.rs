@@ -107,6 +107,7 @@ pub(crate) fn encode_status(status: &Status) -> Result<String, std::fmt::Error> 
         let labels = vec![
             ("type", r.kind.clone()),
             ("endpoints", r.endpoints.join(",")),
+            ("prefix", r.prefix.clone()),
         ];
         up.get_or_create(&labels)
             .set(i64::from(r.state == "publishing"));

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::config::Endpoint;
-use super::etcd::{Client, EtcdError};
-use crate::client::{escape_controls, millis, MAX_MALFORMED, MAX_SERVERS};
+use super::etcd::{Client, Credentials, EtcdError};
+use crate::client::{cell, millis, MAX_CELL, MAX_MALFORMED, MAX_SERVERS};
 
 /// What to read, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,8 @@ pub struct EtcdDiscovery {
 }
 
 /// Reads what is published. `Err` when no endpoint answered (with each
-/// one's error), or one is not a valid URL.
+/// one's error), or the options are not valid (the message then starts
+/// with the option: `--etcd`, `--prefix`).
 pub fn browse_etcd(options: &EtcdOptions) -> Result<EtcdDiscovery, String> {
     let endpoints = options
         .endpoints
@@ -83,13 +84,21 @@ pub fn browse_etcd(options: &EtcdOptions) -> Result<EtcdDiscovery, String> {
     if endpoints.is_empty() {
         return Err("--etcd: give the cluster's client URL, such as http://127.0.0.1:2379".into());
     }
+    super::config::check_prefix(&options.prefix).map_err(|e| format!("--prefix {e}"))?;
     let mut prefix = options.prefix.clone();
     if let Some(service) = &options.service {
         prefix.push_str(service);
         prefix.push('/');
     }
     let start = Instant::now();
-    let mut client = Client::new(endpoints, options.timeout, options.credentials.clone());
+    let credentials = match &options.credentials {
+        Some((user, password)) => Credentials::Password {
+            user: user.clone(),
+            password: password.clone(),
+        },
+        None => Credentials::None,
+    };
+    let mut client = Client::new(endpoints, options.timeout, credentials);
     let (kvs, more) = client.range(&prefix, MAX_SERVERS).map_err(|e| match e {
         EtcdError::Unreachable(why) => {
             format!("cannot read etcd: {why}; is it running there (etcdctl endpoint health)?")
@@ -98,7 +107,7 @@ pub fn browse_etcd(options: &EtcdOptions) -> Result<EtcdDiscovery, String> {
     })?;
     let rtt = start.elapsed();
     let mut found = EtcdDiscovery {
-        dropped: u64::from(more),
+        dropped: more,
         sent_to: vec![client.endpoint().to_string()],
         send_errors: client.skipped().to_vec(),
         ..EtcdDiscovery::default()
@@ -165,11 +174,11 @@ impl EtcdDiscovery {
             .iter()
             .map(|s| {
                 [
-                    escape_controls(&s.ip),
+                    cell(&s.ip, MAX_CELL),
                     s.port.to_string(),
                     format!("{:.2} ms", s.rtt.as_secs_f64() * 1e3),
-                    escape_controls(&s.service),
-                    escape_controls(&metadata_text(&s.metadata)),
+                    cell(&s.service, MAX_CELL),
+                    cell(&metadata_text(&s.metadata), 4 * MAX_CELL),
                 ]
             })
             .collect();

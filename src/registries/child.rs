@@ -110,8 +110,17 @@ impl RegistriesActor {
             })
             .collect();
         let mut publishers = lock(&self.shared);
-        // An entry gone or changed: its publisher revokes its lease and
-        // ends in the background (never waited for here: etcd may hang).
+        // An entry changed but for the same cluster and prefix: its
+        // publisher goes on with it (a new ttl moves the keys to a new
+        // lease first), so consumers never see them go. An entry gone, or
+        // moved elsewhere: its publisher revokes its lease and ends in the
+        // background (never waited for here: etcd may hang).
+        for publisher in publishers.iter_mut() {
+            let same = wanted.iter().find(|e| e.same_place(&publisher.etcd));
+            if let Some(&etcd) = same.filter(|&&e| e != &publisher.etcd) {
+                publisher.reconfigure(etcd.clone());
+            }
+        }
         publishers.retain(|p| {
             let keep = wanted.contains(&&p.etcd);
             if !keep {

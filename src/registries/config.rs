@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::etcd::Credentials;
 use crate::duration::HumanDuration;
 
 /// One registry to publish into.
@@ -116,28 +117,32 @@ impl Etcd {
             .collect()
     }
 
-    /// The user and password to authenticate with, if any: `password`, or
-    /// the first line of `password_file`, read now.
-    pub(crate) fn credentials(&self) -> Result<Option<(String, String)>, String> {
-        let Some(user) = &self.user else {
-            return Ok(None);
+    /// Where the user and password come from (read at each
+    /// authentication).
+    pub(crate) fn credentials(&self) -> Credentials {
+        match (&self.user, &self.password, &self.password_file) {
+            (Some(user), Some(password), _) => Credentials::Password {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            (Some(user), None, Some(path)) => Credentials::File {
+                user: user.clone(),
+                path: path.clone(),
+            },
+            _ => Credentials::None,
+        }
+    }
+
+    /// The same cluster and prefix as `other`: the endpoints compared as
+    /// a set, written alike.
+    pub(crate) fn same_place(&self, other: &Etcd) -> bool {
+        let set = |e: &Etcd| {
+            let mut v: Vec<String> = e.endpoints().iter().map(ToString::to_string).collect();
+            v.sort();
+            v.dedup();
+            v
         };
-        let password = match (&self.password, &self.password_file) {
-            (Some(password), _) => password.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|e| {
-                    format!(
-                        "cannot read the etcd password_file {}: {e}; check the path and its permissions",
-                        path.display()
-                    )
-                })?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned(),
-            (None, None) => String::new(),
-        };
-        Ok(Some((user.clone(), password)))
+        self.prefix == other.prefix && set(self) == set(other)
     }
 
     /// What is wrong, as (the key within the table, reason with the fix).
@@ -155,17 +160,8 @@ impl Etcd {
                 out.push(("endpoints", reason));
             }
         }
-        let prefix_ok = self.prefix.ends_with('/')
-            && !self.prefix.chars().any(char::is_control)
-            && self.prefix.len() <= 256;
-        if !prefix_ok {
-            out.push((
-                "prefix",
-                format!(
-                    "`{}` must end with `/` (keys are <prefix><name>/<address:port>), without control characters, at most 256 bytes; the default is \"{DEFAULT_PREFIX}\"",
-                    self.prefix.escape_debug()
-                ),
-            ));
+        if let Err(reason) = check_prefix(&self.prefix) {
+            out.push(("prefix", reason));
         }
         let ms = self.ttl.get().as_millis();
         if !(u128::from(MIN_TTL_MS)..=u128::from(MAX_TTL_MS)).contains(&ms) {
@@ -202,6 +198,20 @@ impl Etcd {
     }
 }
 
+/// A key prefix: ends with `/` (keys are `<prefix><name>/<address:port>`),
+/// at most 256 bytes, without control characters.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), String> {
+    let ok = prefix.ends_with('/') && !prefix.chars().any(char::is_control) && prefix.len() <= 256;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` must end with `/` (keys are <prefix><name>/<address:port>), without control characters, at most 256 bytes; the default is \"{DEFAULT_PREFIX}\"",
+            prefix.escape_debug()
+        ))
+    }
+}
+
 /// What is wrong with `[[registries]]`, as (dotted key, reason).
 pub(crate) fn problems(registries: &[Registry]) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -212,7 +222,7 @@ pub(crate) fn problems(registries: &[Registry]) -> Vec<(String, String)> {
         }
         let same = registries[..i].iter().position(|r| {
             let Registry::Etcd(other) = r;
-            other.endpoints() == etcd.endpoints() && other.prefix == etcd.prefix
+            other.same_place(etcd)
         });
         if let Some(j) = same {
             out.push((
@@ -283,7 +293,25 @@ mod tests {
             ..Etcd::default()
         });
         assert!(problems(std::slice::from_ref(&good)).is_empty());
-        let twice = problems(&[good.clone(), good]);
+        let twice = problems(&[good.clone(), good.clone()]);
         assert_eq!(twice[0].0, "registries[1]");
+        // The same cluster, written otherwise, and in another order.
+        let Registry::Etcd(one) = &good;
+        let alias = Etcd {
+            endpoints: vec!["127.0.0.1:2379/".into(), "http://127.0.0.2:2379".into()],
+            ..one.clone()
+        };
+        let other = Etcd {
+            endpoints: vec![
+                "http://127.0.0.2:2379".into(),
+                "http://127.0.0.1:2379".into(),
+            ],
+            ..one.clone()
+        };
+        assert!(alias.same_place(&other));
+        assert!(!alias.same_place(&Etcd {
+            prefix: "/other/".into(),
+            ..other.clone()
+        }));
     }
 }

@@ -38,15 +38,69 @@ pub(crate) type LeaseId = i64;
 /// Keys with their values, as etcd holds them (bytes).
 pub(crate) type Kvs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Where the user and password come from: read again at each
+/// authentication, so a rotated password file is followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// etcd's auth is off: no token.
+    None,
+    /// A user and its password.
+    Password {
+        /// The user.
+        user: String,
+        /// Its password.
+        password: String,
+    },
+    /// A user, and a file whose first line is its password.
+    File {
+        /// The user.
+        user: String,
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
+impl Credentials {
+    /// The user and password now, if any.
+    pub(crate) fn read(&self) -> Result<Option<(String, String)>, String> {
+        match self {
+            Credentials::None => Ok(None),
+            Credentials::Password { user, password } => Ok(Some((user.clone(), password.clone()))),
+            Credentials::File { user, path } => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!(
+                        "cannot read the etcd password_file {}: {e}; check the path and its permissions",
+                        path.display()
+                    )
+                })?;
+                let password = text.lines().next().unwrap_or("").to_owned();
+                Ok(Some((user.clone(), password)))
+            }
+        }
+    }
+}
+
+/// Whether a call needs the auth token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    /// Keys and leases: authenticated when etcd's auth is on.
+    Token,
+    /// Keep-alives, which etcd takes without a token: the lease lives on
+    /// while authentication fails (a rotated password, say).
+    Without,
+}
+
 /// An etcd client: the endpoints, credentials, and an HTTP agent.
 pub(crate) struct Client {
     endpoints: Vec<Endpoint>,
     /// The endpoint that answered last.
     current: usize,
     agent: ureq::Agent,
-    credentials: Option<(String, String)>,
+    credentials: Credentials,
     /// The auth token, once authenticated.
     token: Option<String>,
+    /// Whether etcd said its auth is off (no token to get).
+    auth_off: bool,
     /// The endpoints the last call passed over, and why.
     skipped: Vec<(String, String)>,
 }
@@ -60,13 +114,25 @@ struct ErrorDoc {
     code: i64,
 }
 
+/// The most of a message from the network that errors and logs carry.
+const MAX_MESSAGE: usize = 300;
+
+/// A message from the network (an endpoint's error), fit for a log line
+/// or a terminal: its control characters escaped, at most 300 characters.
+fn clean(message: &str) -> String {
+    let cut: String = message.chars().take(MAX_MESSAGE).collect();
+    let more = if cut.len() < message.len() { "..." } else { "" };
+    format!("{}{more}", crate::client::escape_controls(&cut))
+}
+
 impl Client {
     /// A client of `endpoints` whose every call takes at most `timeout`
-    /// per endpoint; `credentials` (user, password) when etcd has auth on.
+    /// per endpoint, authenticating with `credentials` when etcd's auth
+    /// is on.
     pub(crate) fn new(
         endpoints: Vec<Endpoint>,
         timeout: Duration,
-        credentials: Option<(String, String)>,
+        credentials: Credentials,
     ) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
@@ -81,7 +147,17 @@ impl Client {
             agent,
             credentials,
             token: None,
+            auth_off: false,
             skipped: Vec::new(),
+        }
+    }
+
+    /// Authenticates with these credentials from now on.
+    pub(crate) fn set_credentials(&mut self, credentials: Credentials) {
+        if credentials != self.credentials {
+            self.credentials = credentials;
+            self.token = None;
+            self.auth_off = false;
         }
     }
 
@@ -97,35 +173,47 @@ impl Client {
     }
 
     /// `POST /v3/<path>` with `body`, on the endpoints in turn; the
-    /// answer, or why none came. Authenticates first when needed, and
-    /// again when the token has expired.
-    fn call<T: DeserializeOwned>(&mut self, path: &str, body: &Value) -> Result<T, EtcdError> {
-        if self.credentials.is_some() && self.token.is_none() {
+    /// answer, or why none came. With `Auth::Token`, authenticates first
+    /// when etcd's auth is on, and again when the token has expired.
+    fn call<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: &Value,
+        auth: Auth,
+    ) -> Result<T, EtcdError> {
+        let authenticating = auth == Auth::Token && self.credentials != Credentials::None;
+        if authenticating && self.token.is_none() && !self.auth_off {
             self.authenticate()?;
         }
-        match self.call_once(path, body) {
-            Err(EtcdError::Refused(e)) if self.credentials.is_some() && is_auth_error(&e) => {
+        match self.call_once(path, body, auth) {
+            Err(EtcdError::Refused(e)) if authenticating && is_auth_error(&e) => {
+                self.auth_off = false;
                 self.authenticate()?;
-                self.call_once(path, body)
+                self.call_once(path, body, auth)
             }
             other => other,
         }
     }
 
-    fn call_once<T: DeserializeOwned>(&mut self, path: &str, body: &Value) -> Result<T, EtcdError> {
+    fn call_once<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: &Value,
+        auth: Auth,
+    ) -> Result<T, EtcdError> {
         self.skipped.clear();
         for attempt in 0..self.endpoints.len() {
             let i = (self.current + attempt) % self.endpoints.len();
             let endpoint = self.endpoints[i].to_string();
             let url = format!("{}/v3/{path}", self.endpoints[i]);
             let mut request = self.agent.post(&url);
-            if let Some(token) = &self.token {
+            if let (Auth::Token, Some(token)) = (auth, &self.token) {
                 request = request.header("Authorization", token);
             }
             let mut response = match request.send_json(body) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.skipped.push((endpoint, e.to_string()));
+                    self.skipped.push((endpoint, clean(&e.to_string())));
                     continue;
                 }
             };
@@ -137,8 +225,15 @@ impl Client {
                 .read_to_string()
             {
                 Ok(text) => text,
+                Err(ureq::Error::BodyExceedsLimit(_)) => {
+                    self.current = i;
+                    return Err(EtcdError::Refused(format!(
+                        "the answer is over {} MiB: the values there are too large to read",
+                        MAX_BODY >> 20
+                    )));
+                }
                 Err(e) => {
-                    self.skipped.push((endpoint, e.to_string()));
+                    self.skipped.push((endpoint, clean(&e.to_string())));
                     continue;
                 }
             };
@@ -149,11 +244,11 @@ impl Client {
                 .filter(|e| e.code != 0 || !status.is_success());
             if let Some(error) = error {
                 if error.code == 14 || error.code == 4 || status.as_u16() == 503 {
-                    self.skipped.push((endpoint, error.message));
+                    self.skipped.push((endpoint, clean(&error.message)));
                     continue;
                 }
                 self.current = i;
-                return Err(EtcdError::Refused(error.message));
+                return Err(EtcdError::Refused(clean(&error.message)));
             }
             if !status.is_success() {
                 self.skipped.push((endpoint, format!("HTTP {status}")));
@@ -162,7 +257,8 @@ impl Client {
             self.current = i;
             return serde_json::from_str(&text).map_err(|e| {
                 EtcdError::Refused(format!(
-                    "an answer that is not etcd's ({e}): is this an etcd v3.4+ client URL?"
+                    "an answer that is not etcd's ({}): is this an etcd v3.4+ client URL?",
+                    clean(&e.to_string())
                 ))
             });
         }
@@ -174,28 +270,34 @@ impl Client {
         Err(EtcdError::Unreachable(each.join("; ")))
     }
 
+    /// Gets a token with the credentials as they are now. etcd with its
+    /// auth off needs none: that is remembered, not an error.
     fn authenticate(&mut self) -> Result<(), EtcdError> {
-        let Some((name, password)) = self.credentials.clone() else {
+        self.token = None;
+        let Some((name, password)) = self.credentials.read().map_err(EtcdError::Refused)? else {
             return Ok(());
         };
-        self.token = None;
         #[derive(Deserialize)]
         struct Token {
             token: String,
         }
-        let token: Token = self
-            .call_once(
-                "auth/authenticate",
-                &json!({ "name": name, "password": password }),
-            )
-            .map_err(|e| match e {
-                EtcdError::Refused(m) => {
-                    EtcdError::Refused(format!("cannot authenticate as `{name}`: {m}"))
-                }
-                other => other,
-            })?;
-        self.token = Some(token.token);
-        Ok(())
+        let body = json!({ "name": name, "password": password });
+        match self.call_once::<Token>("auth/authenticate", &body, Auth::Without) {
+            Ok(token) => {
+                self.token = Some(token.token);
+                self.auth_off = false;
+                Ok(())
+            }
+            Err(EtcdError::Refused(m)) if m.contains("authentication is not enabled") => {
+                self.auth_off = true;
+                Ok(())
+            }
+            Err(EtcdError::Refused(m)) => Err(EtcdError::Refused(format!(
+                "cannot authenticate as `{}`: {m}",
+                clean(&name)
+            ))),
+            Err(other) => Err(other),
+        }
     }
 
     /// A new lease of `ttl`.
@@ -205,7 +307,8 @@ impl Client {
             #[serde(rename = "ID")]
             id: Number,
         }
-        let granted: Granted = self.call("lease/grant", &json!({ "TTL": ttl.as_secs().max(1) }))?;
+        let body = json!({ "TTL": ttl.as_secs().max(1) });
+        let granted: Granted = self.call("lease/grant", &body, Auth::Token)?;
         Ok(granted.id.0)
     }
 
@@ -221,16 +324,39 @@ impl Client {
             result: Alive,
         }
         // A stream of answers, one here: the first line.
-        let answer: Stream = self.call("lease/keepalive", &json!({ "ID": lease.to_string() }))?;
+        let body = json!({ "ID": lease.to_string() });
+        let answer: Stream = self.call("lease/keepalive", &body, Auth::Without)?;
         match answer.result.ttl {
             Some(Number(ttl)) if ttl > 0 => Ok(()),
             _ => Err(EtcdError::LeaseGone),
         }
     }
 
+    /// The keys attached to `lease`; `LeaseGone` when it has expired.
+    pub(crate) fn lease_keys(&mut self, lease: LeaseId) -> Result<Vec<String>, EtcdError> {
+        #[derive(Deserialize)]
+        struct Lease {
+            #[serde(default, rename = "TTL")]
+            ttl: Option<Number>,
+            #[serde(default)]
+            keys: Vec<String>,
+        }
+        let body = json!({ "ID": lease.to_string(), "keys": true });
+        let answer: Lease = self.call("lease/timetolive", &body, Auth::Token)?;
+        if !matches!(answer.ttl, Some(Number(ttl)) if ttl > 0) {
+            return Err(EtcdError::LeaseGone);
+        }
+        answer
+            .keys
+            .iter()
+            .map(|k| decode(k).map(|k| String::from_utf8_lossy(&k).into_owned()))
+            .collect()
+    }
+
     /// Revokes `lease`: its keys go at once.
     pub(crate) fn revoke(&mut self, lease: LeaseId) -> Result<(), EtcdError> {
-        match self.call::<Value>("lease/revoke", &json!({ "ID": lease.to_string() })) {
+        let body = json!({ "ID": lease.to_string() });
+        match self.call::<Value>("lease/revoke", &body, Auth::Token) {
             Err(EtcdError::Refused(m)) if m.contains("lease not found") => Ok(()),
             other => other.map(drop),
         }
@@ -239,7 +365,7 @@ impl Client {
     /// Puts `key` = `value` under `lease`.
     pub(crate) fn put(&mut self, key: &str, value: &str, lease: LeaseId) -> Result<(), EtcdError> {
         let body = json!({ "key": b64(key), "value": b64(value), "lease": lease.to_string() });
-        match self.call::<Value>("kv/put", &body) {
+        match self.call::<Value>("kv/put", &body, Auth::Token) {
             Err(EtcdError::Refused(m)) if m.contains("lease not found") => {
                 Err(EtcdError::LeaseGone)
             }
@@ -247,15 +373,34 @@ impl Client {
         }
     }
 
-    /// Deletes `key`.
-    pub(crate) fn delete(&mut self, key: &str) -> Result<(), EtcdError> {
-        self.call::<Value>("kv/deleterange", &json!({ "key": b64(key) }))
-            .map(drop)
+    /// Deletes `key` if it is under `lease`: a key another publisher put
+    /// since (under its own lease) is left alone.
+    pub(crate) fn delete_own(&mut self, key: &str, lease: LeaseId) -> Result<(), EtcdError> {
+        let body = json!({
+            "compare": [{ "key": b64(key), "target": "LEASE", "result": "EQUAL", "lease": lease.to_string() }],
+            "success": [{ "request_delete_range": { "key": b64(key) } }],
+        });
+        self.call::<Value>("kv/txn", &body, Auth::Token).map(drop)
     }
 
-    /// The keys under `prefix`, with their values, at most `limit` (and
-    /// whether there were more).
-    pub(crate) fn range(&mut self, prefix: &str, limit: usize) -> Result<(Kvs, bool), EtcdError> {
+    /// The value of `key`, if it is there.
+    pub(crate) fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, EtcdError> {
+        let (kvs, _) = self.range_from(key, None, 1)?;
+        Ok(kvs.into_iter().next().map(|(_, value)| value))
+    }
+
+    /// The keys under `prefix`, with their values, at most `limit`, and
+    /// how many more there are.
+    pub(crate) fn range(&mut self, prefix: &str, limit: usize) -> Result<(Kvs, u64), EtcdError> {
+        self.range_from(prefix, Some(&prefix_end(prefix.as_bytes())), limit)
+    }
+
+    fn range_from(
+        &mut self,
+        key: &str,
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Kvs, u64), EtcdError> {
         #[derive(Deserialize)]
         struct Kv {
             key: String,
@@ -267,30 +412,35 @@ impl Client {
             #[serde(default)]
             kvs: Vec<Kv>,
             #[serde(default)]
-            more: bool,
+            count: Option<Number>,
         }
-        let body = json!({
-            "key": b64(prefix),
-            "range_end": b64_bytes(&prefix_end(prefix.as_bytes())),
-            "limit": limit.to_string(),
-        });
-        let range: Range = self.call("kv/range", &body)?;
-        let decode = |s: &str| {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map_err(|e| EtcdError::Refused(format!("a key or value that is not base64: {e}")))
-        };
-        let kvs = range
+        let mut body = json!({ "key": b64(key), "limit": limit.to_string() });
+        if let Some(end) = end {
+            body["range_end"] = Value::String(b64_bytes(end));
+        }
+        let range: Range = self.call("kv/range", &body, Auth::Token)?;
+        let kvs: Kvs = range
             .kvs
             .iter()
             .map(|kv| Ok((decode(&kv.key)?, decode(&kv.value)?)))
             .collect::<Result<_, EtcdError>>()?;
-        Ok((kvs, range.more))
+        let total = range
+            .count
+            .map_or(0, |Number(n)| u64::try_from(n).unwrap_or(0));
+        let more = total.saturating_sub(kvs.len() as u64);
+        Ok((kvs, more))
     }
 }
 
-/// Whether etcd's message says the token is missing or stale.
+/// Bytes from etcd's base64.
+fn decode(text: &str) -> Result<Vec<u8>, EtcdError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| EtcdError::Refused(format!("a key or value that is not base64: {e}")))
+}
+
+/// Whether etcd's message says a token is needed, or the one sent is stale.
 fn is_auth_error(message: &str) -> bool {
     message.contains("invalid auth token") || message.contains("user name is empty")
 }
@@ -362,7 +512,7 @@ mod tests {
             .iter()
             .map(|e| Endpoint::parse(e).unwrap())
             .collect();
-        let mut client = Client::new(endpoints, Duration::from_secs(2), None);
+        let mut client = Client::new(endpoints, Duration::from_secs(2), Credentials::None);
         match client.grant(Duration::from_secs(10)) {
             Err(EtcdError::Unreachable(why)) => {
                 assert!(

@@ -48,6 +48,9 @@ pub struct RegistryStatus {
 enum Command {
     /// The service changed: publish what it asks now.
     Inputs(Inputs),
+    /// Its `[[registries]]` entry changed (same cluster and prefix): go on
+    /// with this one.
+    Config(Etcd),
     /// Revoke the lease and end.
     Stop,
 }
@@ -96,6 +99,14 @@ impl Publisher {
         let _ = self.commands.send(Command::Inputs(inputs));
     }
 
+    /// Goes on with a changed entry for the same cluster and prefix: a new
+    /// `ttl` moves every key to a new lease before the old one is revoked,
+    /// so no key is ever missing.
+    pub(crate) fn reconfigure(&mut self, etcd: Etcd) {
+        self.etcd = etcd.clone();
+        let _ = self.commands.send(Command::Config(etcd));
+    }
+
     /// Its state now.
     pub(crate) fn status(&self) -> RegistryStatus {
         lock(&self.status).clone()
@@ -126,6 +137,13 @@ struct Worker {
     put: Published,
     /// When the lease was last known alive.
     alive_at: Instant,
+    /// A lease to revoke once every key is under the current one (after
+    /// `ttl` changed).
+    retiring: Option<LeaseId>,
+    /// Keys wanted that another publisher holds with the same value (two
+    /// daemons with the same registration): left to it until the next
+    /// check, so that the two never take them from each other in turn.
+    elsewhere: std::collections::BTreeSet<String>,
     retries: RestartTracker,
     /// Whether the last attempt failed (for logging transitions once).
     failing: bool,
@@ -147,6 +165,8 @@ impl Worker {
             retries,
             failing: false,
             unaddressed: false,
+            retiring: None,
+            elsewhere: std::collections::BTreeSet::new(),
         }
     }
 
@@ -159,8 +179,12 @@ impl Worker {
         let mut next = Instant::now();
         loop {
             match commands.recv_timeout(next.saturating_duration_since(Instant::now())) {
-                Ok(Command::Inputs(inputs)) => {
-                    self.inputs = inputs;
+                Ok(command @ (Command::Inputs(_) | Command::Config(_))) => {
+                    match command {
+                        Command::Inputs(inputs) => self.inputs = inputs,
+                        Command::Config(etcd) => self.reconfigure(etcd),
+                        Command::Stop => unreachable!("matched above"),
+                    }
                     // Published now, unless waiting out a failure.
                     if !self.failing {
                         next = Instant::now();
@@ -182,24 +206,38 @@ impl Worker {
         self.revoke();
     }
 
-    /// One round: a lease alive (granted, or kept alive when due), and the
-    /// keys in etcd made what the service asks.
+    /// Takes a changed entry: a new `ttl` takes a new lease (the keys move
+    /// to it, then the old one is revoked), new credentials the next time
+    /// a token is needed.
+    fn reconfigure(&mut self, etcd: Etcd) {
+        if etcd.ttl != self.etcd.ttl {
+            self.retiring = self.lease.take().or(self.retiring);
+            self.retries = RestartTracker::new(retry_strategy(etcd.ttl.get()));
+            self.client = None;
+        }
+        self.etcd = etcd;
+    }
+
+    /// One round: a lease alive (granted, or kept alive when due, and its
+    /// keys checked against etcd's), and the keys in etcd made what the
+    /// service asks.
     fn attempt(&mut self) -> Result<(), EtcdError> {
         let due = self.alive_at + self.period() <= Instant::now();
-        let client = match &mut self.client {
-            Some(client) => client,
-            None => {
-                let client = Client::new(
-                    self.etcd.endpoints(),
-                    request_timeout(self.etcd.ttl.get()),
-                    self.etcd.credentials().map_err(EtcdError::Refused)?,
-                );
-                self.client.insert(client)
-            }
-        };
+        let client = self.client.get_or_insert_with(|| {
+            Client::new(
+                self.etcd.endpoints(),
+                request_timeout(self.etcd.ttl.get()),
+                self.etcd.credentials(),
+            )
+        });
+        client.set_credentials(self.etcd.credentials());
+        let mut check = false;
         if let (Some(lease), true) = (self.lease, due) {
             match client.keep_alive(lease) {
-                Ok(()) => self.alive_at = Instant::now(),
+                Ok(()) => {
+                    self.alive_at = Instant::now();
+                    check = true;
+                }
                 Err(EtcdError::LeaseGone) => {
                     info!(prefix = %self.etcd.prefix, "etcd lease expired (the service was paused, or etcd unreachable, for longer than the ttl); publishing anew");
                     self.lease = None;
@@ -212,6 +250,7 @@ impl Worker {
             None => {
                 let lease = client.grant(self.etcd.ttl.get())?;
                 self.put.clear();
+                self.elsewhere.clear();
                 self.alive_at = Instant::now();
                 *self.lease.insert(lease)
             }
@@ -223,8 +262,23 @@ impl Worker {
         }
         self.unaddressed = unaddressed;
         let wanted = published(&self.etcd, &self.inputs, &host);
+        if check {
+            // What is under the lease really: a key someone deleted, or
+            // put again under another lease, is no longer ours.
+            let held: std::collections::BTreeSet<String> =
+                client.lease_keys(lease)?.into_iter().collect();
+            self.put.retain(|key, _| held.contains(key));
+            self.elsewhere.clear();
+            for (key, value) in &wanted {
+                if !self.put.contains_key(key)
+                    && client.get(key)?.is_some_and(|v| v == value.as_bytes())
+                {
+                    self.elsewhere.insert(key.clone());
+                }
+            }
+        }
         for (key, value) in &wanted {
-            if self.put.get(key) != Some(value) {
+            if self.put.get(key) != Some(value) && !self.elsewhere.contains(key) {
                 if let Err(e) = client.put(key, value, lease) {
                     if e == EtcdError::LeaseGone {
                         self.lease = None;
@@ -241,8 +295,15 @@ impl Worker {
             .cloned()
             .collect();
         for key in gone {
-            client.delete(&key)?;
+            client.delete_own(&key, lease)?;
             self.put.remove(&key);
+        }
+        self.elsewhere.retain(|key| wanted.contains_key(key));
+        // Every key is under the current lease now: the old one can go.
+        if let Some(old) = self.retiring {
+            if client.revoke(old).is_ok() {
+                self.retiring = None;
+            }
         }
         Ok(())
     }
@@ -276,7 +337,11 @@ impl Worker {
             debug!(error = %message, retry_in = ?delay, "etcd still failing");
         }
         self.failing = true;
-        status.state = "unreachable".into();
+        status.state = match error {
+            EtcdError::Unreachable(_) => "unreachable",
+            _ => "refused",
+        }
+        .into();
         status.error = Some(message);
         status.failures += 1;
         status.keys = if self.lease.is_some() {
@@ -287,8 +352,11 @@ impl Worker {
         delay
     }
 
-    /// Revokes the lease, once, if there is one.
+    /// Revokes the lease (and one being retired), once, if there is one.
     fn revoke(&mut self) {
+        if let (Some(old), Some(client)) = (self.retiring.take(), &mut self.client) {
+            let _ = client.revoke(old);
+        }
         if let (Some(lease), Some(client)) = (self.lease.take(), &mut self.client) {
             match client.revoke(lease) {
                 Ok(()) => {

@@ -44,7 +44,8 @@ start_member() {
   spawn_in_ns e "$WORK/$name.log" etcd --name "$name" --data-dir "$WORK/$name.data" \
     --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
     --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "$TAG"
+    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "$TAG" \
+    --auth-token-ttl 2
   printf -v "PID_$name" %s "$SPAWNED_PID"
 }
 member_ready() {
@@ -52,20 +53,23 @@ member_ready() {
     || die "etcd $1 did not start: $(tail -5 "$WORK/$1.log")"
 }
 ectl() { local ep=$1; shift; in_ns e etcdctl --endpoints "$ep" "$@"; }
-keys() { ectl "$1" get --prefix /discoveryd/services/ --keys-only | sed '/^$/d' | sort | tr '\n' ' '; }
+# keys ENDPOINT: the keys under the prefix (as the user in AUTH, if any).
+AUTH=()
+keys() { ectl "$1" "${AUTH[@]}" get --prefix /discoveryd/services/ --keys-only | sed '/^$/d' | sort | tr '\n' ' '; }
 
-# start_d ENDPOINT...: discoveryd in the namespace publishing into them;
-# DPID, DPORT.
+# start_d ENDPOINT...: discoveryd $D (d unless set: its files are
+# $WORK/$D.*) in the namespace, publishing into them, with the lines of
+# $EXTRA in its [[registries]] entry; DPID, DPORT.
 start_d() {
-  local eps; eps=$(printf '"%s", ' "$@")
-  printf 'service_port = 8080\npidfile = "%s"\n[http]\nlisten = "127.0.0.1:0"\n[[registries]]\ntype = "etcd"\nendpoints = [%s]\nttl = "%ss"\n' \
-    "$WORK/d.pid" "${eps%, }" "$TTL" > "$WORK/d.toml"
-  : > "$WORK/d.out"
-  spawn_in_ns e "$WORK/d.out" "$BIN" run --port 0 --config "$WORK/d.toml"
+  local d=${D:-d} eps; eps=$(printf '"%s", ' "$@")
+  printf 'service_port = 8080\npidfile = "%s"\n[http]\nlisten = "127.0.0.1:0"\n[[registries]]\ntype = "etcd"\nendpoints = [%s]\nttl = "%ss"\n%s\n' \
+    "$WORK/$d.pid" "${eps%, }" "$TTL" "${EXTRA:-}" > "$WORK/$d.toml"
+  : > "$WORK/$d.out"
+  spawn_in_ns e "$WORK/$d.out" "$BIN" run --port 0 --config "$WORK/$d.toml"
   DPID=$SPAWNED_PID
-  wait_until 10 "discoveryd listening" grep -q "listening on" "$WORK/d.out" \
-    || die "discoveryd did not start: $(cat "$WORK/d.out")"
-  DPORT=$(grep -o 'listening on 0.0.0.0:[0-9]*' "$WORK/d.out" | grep -o '[0-9]*$')
+  wait_until 10 "discoveryd listening" grep -q "listening on" "$WORK/$d.out" \
+    || die "discoveryd did not start: $(cat "$WORK/$d.out")"
+  DPORT=$(grep -o 'listening on 0.0.0.0:[0-9]*' "$WORK/$d.out" | grep -o '[0-9]*$')
 }
 api() { http_call e "$WORK/d.pid" "$@"; }
 registry_state() {
@@ -138,6 +142,42 @@ kept_alive() {
 }
 check "the keys outlive two TTLs ($((2 * TTL)) s): the lease is kept alive" kept_alive
 
+# Someone deletes a key under discoveryd's feet: it is put back at the
+# next keep-alive's check, within a third of the TTL.
+ectl "$EP1" del "$OWN" > /dev/null
+t_gone=$(mono_now)
+check "a key someone else deletes is put back within a third of the TTL and a second" \
+  wait_until 2 "the key put back" eval '[ -n "$(ectl "$EP1" get "$OWN" --keys-only)" ]'
+python3 -c 'import time, sys; print("  back %.3f s after the delete" % (time.monotonic() - float(sys.argv[1])))' "$t_gone"
+
+# Two daemons with the same registration share its key: one's DELETE (or
+# stop) leaves it to the other.
+D1PID=$DPID
+D=d2 start_d "$EP1"
+D2PID=$DPID
+DPID=$D1PID
+SHARED=/discoveryd/services/shared/192.0.2.60:7100
+body='{"name": "shared", "port": 7100, "ttl": "1m", "address": "192.0.2.60"}'
+api PUT /v1/services/s1 "$body" > /dev/null
+http_call e "$WORK/d2.pid" PUT /v1/services/s2 "$body" > /dev/null
+wait_until 2 "the shared key published" eval '[ -n "$(ectl "$EP1" get "$SHARED" --keys-only)" ]' \
+  || die "the shared registration was not published"
+http_call e "$WORK/d2.pid" DELETE /v1/services/s2 > /dev/null
+shared_stays() {
+  local deadline=$((SECONDS + TTL)) back=0
+  while [ $SECONDS -lt $deadline ]; do
+    [ -n "$(ectl "$EP1" get "$SHARED" --keys-only)" ] && back=1
+  done
+  [ "$back" = 1 ] && [ -n "$(ectl "$EP1" get "$SHARED" --keys-only)" ]
+}
+check "two daemons publish one registration: one's DELETE leaves the key, the other still has it" shared_stays
+kill -TERM "$D2PID"; wait "$D2PID"
+check "and the other's SIGTERM too (its lease revoked, the key comes back within a third of the TTL)" \
+  wait_until 3 "the shared key there" eval '[ -n "$(ectl "$EP1" get "$SHARED" --keys-only)" ]'
+api DELETE /v1/services/s1 > /dev/null
+check "the last one's DELETE deletes it" \
+  wait_until 2 "the shared key gone" eval '[ -z "$(ectl "$EP1" get "$SHARED" --keys-only)" ]'
+
 t_del=$(timed DELETE /v1/services/w1)
 check "a DELETE of the registration deletes its key within 1 s" \
   event_within "$WORK/w1.out" DELETE /discoveryd/services/judge/192.0.2.50:7000 "$t_del" 1
@@ -181,7 +221,7 @@ check "with etcd down, discoveryd starts and answers discovery requests" \
 check "status shows the registry unreachable" \
   wait_until 5 "registry unreachable" eval '[ "$(registry_state | cut -d" " -f1)" = unreachable ]'
 check "and /metrics shows discoveryd_registry_up 0" \
-  grep -q '^discoveryd_registry_up{type="etcd",endpoints="'"$EP1"'"} 0$' <(api GET /metrics)
+  grep -q '^discoveryd_registry_up{type="etcd",endpoints="'"$EP1"'",prefix="/discoveryd/services/"} 0$' <(api GET /metrics)
 : > "$WORK/m1.log"
 start_member m1 "${P[0]}" "${P[1]}" "m1=http://127.0.0.1:${P[1]}"
 member_ready m1
@@ -209,6 +249,51 @@ check "under the unit's sandbox and an unprivileged user, it publishes into etcd
   wait_until 5 "published under the sandbox" eval '[ "$(keys "$EP1")" = "$OWN " ]'
 kill -TERM "$UNIT_PID"; wait "$UNIT_PID"
 check "and revokes its lease on SIGTERM" expect "keys" "$(keys "$EP1")" ""
+
+# --- etcd's auth on: a user whose password is rotated ----------------------------------
+# (etcd's tokens last 2 s here, --auth-token-ttl: discoveryd authenticates
+# again often.)
+root=(--user root:rootpw)
+ectl "$EP1" user add root:rootpw > /dev/null
+ectl "$EP1" role add disc > /dev/null
+ectl "$EP1" role grant-permission disc --prefix=true readwrite /discoveryd/services/ > /dev/null
+ectl "$EP1" user add disc:pw-one > /dev/null
+ectl "$EP1" user grant-role disc disc > /dev/null
+ectl "$EP1" auth enable > /dev/null || die "cannot enable etcd's auth"
+AUTH=("${root[@]}")
+echo pw-one > "$WORK/pw"
+EXTRA="user = \"disc\"
+password_file = \"$WORK/pw\"" start_d "$EP1"
+check "with etcd's auth on, it publishes as its user" \
+  wait_until 3 "published with auth" eval '[ "$(keys "$EP1")" = "$OWN " ]'
+printf 'pw-two\n' | ectl "$EP1" "${root[@]}" user passwd disc --interactive=false > /dev/null
+echo pw-two > "$WORK/pw"
+t_rot=$(mono_now)
+api PUT /v1/services/after '{"name": "rotated", "port": 7200, "ttl": "1m", "address": "192.0.2.70"}' > /dev/null
+check "its password rotated (and the file with it): a new registration is published with the new one" \
+  wait_until 3 "published after the rotation" eval '[ -n "$(ectl "$EP1" "${root[@]}" get /discoveryd/services/rotated/192.0.2.70:7200 --keys-only)" ]'
+# The password changed in etcd, not in the file: the token goes with the
+# old password, and a change needs a new one, which the file cannot get.
+printf 'pw-three\n' | ectl "$EP1" "${root[@]}" user passwd disc --interactive=false > /dev/null
+refused_after_change() {
+  api PUT /v1/services/stale "{\"name\": \"stale\", \"port\": 7300, \"ttl\": \"1m\", \"address\": \"192.0.2.71\", \"txt\": {\"t\": \"$SECONDS\"}}" > /dev/null
+  [ "$(registry_state | cut -d" " -f1)" = refused ]
+}
+check "its password changed in etcd but not in the file: status says refused" \
+  wait_until 8 "refused" refused_after_change
+kept_with_bad_password() {
+  local deadline=$((SECONDS + TTL + 1))
+  while [ $SECONDS -lt $deadline ]; do
+    [ -n "$(ectl "$EP1" "${root[@]}" get "$OWN" --keys-only)" ] || { echo "  the key went"; return 1; }
+  done
+}
+check "while it cannot authenticate, its keys are kept alive (keep-alives need no token)" kept_with_bad_password
+echo pw-three > "$WORK/pw"
+check "the password file fixed: it publishes again" \
+  wait_until 5 "publishing again" eval '[ -n "$(ectl "$EP1" "${root[@]}" get /discoveryd/services/stale/192.0.2.71:7300 --keys-only)" ]'
+kill -TERM "$DPID"; wait "$DPID"
+check "and revokes its lease on SIGTERM" expect "keys" "$(keys "$EP1")" ""
+AUTH=()
 kill -TERM "$PID_m1"; wait "$PID_m1"
 
 # --- a 3-member cluster loses its leader -------------------------------------------
@@ -218,8 +303,12 @@ start_member c2 "${P[4]}" "${P[5]}" "$cluster"
 start_member c3 "${P[6]}" "${P[7]}" "$cluster"
 for m in c1 c2 c3; do member_ready "$m"; done
 EPS=("http://127.0.0.1:${P[2]}" "http://127.0.0.1:${P[4]}" "http://127.0.0.1:${P[6]}")
-start_d "${EPS[@]}"
-wait_until 5 "published into the cluster" eval '[ "$(keys "${EPS[0]}")" = "$OWN " ]' || die "not published into the cluster"
+# With a user and password although this cluster's auth is off: no token
+# is needed, and none is asked for again.
+EXTRA="user = \"disc\"
+password = \"unused\"" start_d "${EPS[@]}"
+check "credentials set while the cluster's auth is off: it publishes all the same" \
+  wait_until 5 "published into the cluster" eval '[ "$(keys "${EPS[0]}")" = "$OWN " ]' || die "not published into the cluster"
 leader=$(ectl "$(IFS=,; echo "${EPS[*]}")" endpoint status -w json | python3 -c '
 import json, sys
 for e in json.load(sys.stdin):

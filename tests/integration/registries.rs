@@ -104,7 +104,8 @@ fn an_unreachable_etcd_never_stops_the_service_and_shows_in_status_and_metrics()
         "{status}"
     );
     let metrics = get(http, "/metrics").body;
-    let labels = format!("{{type=\"etcd\",endpoints=\"{NOBODY}\"}}");
+    let labels =
+        format!("{{type=\"etcd\",endpoints=\"{NOBODY}\",prefix=\"/discoveryd/services/\"}}");
     assert!(
         metrics
             .lines()
@@ -122,4 +123,137 @@ fn an_unreachable_etcd_never_stops_the_service_and_shows_in_status_and_metrics()
         Some("SERVER_IP:127.0.0.1"),
         "still answering"
     );
+}
+
+/// A fake etcd JSON gateway on loopback: answers every request with
+/// `answer`, and records the paths asked for.
+struct FakeEtcd {
+    url: String,
+    paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeEtcd {
+    fn start(answer: String) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&paths);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                seen.lock().unwrap().push(path);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = reader.get_mut().write_all(reply.as_bytes());
+            }
+        });
+        Self { url, paths }
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
+    }
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn discover_etcd_sends_the_config_s_credentials_only_to_its_own_cluster() {
+    let fake = FakeEtcd::start(r#"{"kvs": [], "count": "0", "token": "t"}"#.into());
+    let other = ConfigDir::new(
+        "[[registries]]\ntype = \"etcd\"\nendpoints = [\"http://127.0.0.2:2379\"]\nuser = \"d\"\npassword = \"s3cret-pass\"\n",
+    );
+    let (code, _, err) = output(&[
+        "discover",
+        "--config",
+        other.path().to_str().unwrap(),
+        "--etcd",
+        &fake.url,
+    ]);
+    assert_eq!(code, 1, "nothing published: {err}");
+    assert_eq!(
+        fake.paths(),
+        ["/v3/kv/range"],
+        "no credentials sent elsewhere"
+    );
+
+    let own = ConfigDir::new(&format!(
+        "[[registries]]\ntype = \"etcd\"\nendpoints = [\"{}\"]\nuser = \"d\"\npassword = \"s3cret-pass\"\n",
+        fake.url
+    ));
+    let (code, _, err) = output(&[
+        "discover",
+        "--config",
+        own.path().to_str().unwrap(),
+        "--etcd",
+        &fake.url,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        fake.paths()[1..],
+        ["/v3/auth/authenticate", "/v3/kv/range"],
+        "its own cluster: authenticated"
+    );
+    let (code, _, err) = output(&["discover", "--etcd", &fake.url, "--prefix", "/no-slash"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--prefix"), "{err}");
+}
+
+#[test]
+fn discover_etcd_shows_hostile_keys_bounded_and_escaped() {
+    let long = "W".repeat(70_000);
+    let kvs = [
+        (
+            format!("/discoveryd/services/{long}/192.0.2.7:80"),
+            r#"{"Addr":"192.0.2.7:80"}"#.to_owned(),
+        ),
+        (
+            "/discoveryd/services/e\u{1b}]0;PWNED\u{7}/192.0.2.8:80".to_owned(),
+            r#"{"Addr":"192.0.2.8:80","Metadata":{"k":"\u001b[2J"}}"#.to_owned(),
+        ),
+    ];
+    let body: Vec<String> = kvs
+        .iter()
+        .map(|(k, v)| format!(r#"{{"key": "{}", "value": "{}"}}"#, b64(k), b64(v)))
+        .collect();
+    let fake = FakeEtcd::start(format!(
+        r#"{{"kvs": [{}], "count": "5000"}}"#,
+        body.join(",")
+    ));
+    let (code, out, err) = output(&["discover", "--etcd", &fake.url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().all(|l| l.chars().count() < 400),
+        "rows stay narrow"
+    );
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(
+        out.contains("WWW..."),
+        "the long name cut: {}",
+        &out[..300.min(out.len())]
+    );
+    assert!(err.contains("4998 more not read"), "{err}");
 }

@@ -314,7 +314,8 @@ for line in sys.stdin:
 
 # event_within FILE EVENT NAME T0 SECONDS: FILE (zeroconf_browse.py output)
 # has EVENT (added, updated, removed; or resolved: any event with a port)
-# for instance NAME at most SECONDS after T0 (mono_now); prints the delay.
+# for instance NAME at most SECONDS after T0 (mono_now), the first one at
+# or after T0; prints the delay.
 event_within() {
   python3 -c '
 import json, sys
@@ -322,7 +323,7 @@ path, event, name, t0, limit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.
 for line in open(path):
     e = json.loads(line)
     hit = e["event"] == event or (event == "resolved" and e.get("port") is not None)
-    if hit and e.get("name") == name:
+    if hit and e.get("name") == name and e["t"] >= t0:
         print("  %s %s %.3f s after the cue" % (name, event, e["t"] - t0))
         sys.exit(0 if e["t"] - t0 <= limit else 1)
 print("  never %s: %s" % (event, name)); print(open(path).read()); sys.exit(1)' "$@"
