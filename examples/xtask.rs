@@ -91,7 +91,13 @@ fn unit(root: &Path, dir: &Path) -> Result<(), String> {
     let source = root.join("config/discoveryd.service");
     let text = std::fs::read_to_string(&source)
         .map_err(|e| format!("cannot read {}: {e}", source.display()))?;
-    let packaged = text.replace("/usr/local/bin/discoveryd", "/usr/bin/discoveryd");
+    // Its first comment paragraph says how to install by hand: the
+    // package has done that.
+    let manual = text.find("\n#\n").map_or(0, |end| end + 1);
+    let packaged = format!(
+        "# systemd unit for discoveryd, installed by its Debian package (systemd 252\n# and later). Edit /etc/discoveryd/discoveryd.toml, then:\n#   systemctl enable --now discoveryd\n{}",
+        text[manual..].replace("/usr/local/bin/discoveryd", "/usr/bin/discoveryd")
+    );
     write(&dir.join("discoveryd.service"), packaged.as_bytes())?;
     println!("systemd unit in {}", dir.display());
     Ok(())

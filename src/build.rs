@@ -18,14 +18,25 @@ fn main() {
         Some(commit) => println!("cargo:rustc-env=VERSION_WITH_COMMIT={version} ({commit})"),
         None => println!("cargo:rustc-env=VERSION_WITH_COMMIT={version}"),
     }
-    // Built again when the checkout moves to another commit.
-    for path in ["HEAD", "packed-refs"] {
-        println!("cargo:rerun-if-changed={}", git.join(path).display());
-    }
+    // Run again when it changes, and when the checkout moves to another
+    // commit.
+    // (Only files that exist: one that does not makes cargo run it, and
+    // build the crate again, every time.)
+    println!("cargo:rerun-if-changed=src/build.rs");
+    // The branches' folder too: a commit on a branch kept only in
+    // packed-refs writes a new file there.
+    let mut watched = vec![
+        git.join("HEAD"),
+        git.join("packed-refs"),
+        git.join("refs/heads"),
+    ];
     if let Ok(head) = std::fs::read_to_string(git.join("HEAD")) {
         if let Some(branch) = head.trim().strip_prefix("ref: ") {
-            println!("cargo:rerun-if-changed={}", git.join(branch).display());
+            watched.push(git.join(branch));
         }
+    }
+    for path in watched.iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
 }
 
