@@ -298,12 +298,22 @@ fn a_flood_on_the_http_side_never_stops_discovery() {
             std::thread::spawn(move || {
                 let mut sent = 0u32;
                 while Instant::now() < stop {
-                    // Half well-formed scrapes, half junk and half-open
+                    // Well-formed scrapes, registrations churning (each
+                    // rebuilds what lists them), junk and half-open
                     // connections.
-                    if i % 2 == 0 {
-                        let _ = get(http, "/metrics");
-                    } else if let Ok(mut s) = TcpStream::connect(http) {
-                        let _ = s.write_all(b"\x00\xffGARBAGE / HTTP/9\r\n\r\n");
+                    match i % 4 {
+                        0 => drop(get(http, "/metrics")),
+                        1 => {
+                            let path = format!("/v1/services/flood-{i}-{}", sent % 50);
+                            let body = br#"{"name": "f", "port": 1, "ttl": "1m"}"#;
+                            let _ = request(http, "PUT", &path, &[], body);
+                            let _ = request(http, "DELETE", &path, &[], b"");
+                        }
+                        _ => {
+                            if let Ok(mut s) = TcpStream::connect(http) {
+                                let _ = s.write_all(b"\x00\xffGARBAGE / HTTP/9\r\n\r\n");
+                            }
+                        }
                     }
                     sent += 1;
                 }
